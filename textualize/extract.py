@@ -1,0 +1,339 @@
+"""Cue extraction stage: media files -> one cached ``ClipCues`` JSON per clip.
+
+Cached per clip by content hash + parameters (``cache_key``), run in parallel worker processes
+(each loads its models once), resumable (finished clips are skipped, a crash loses at most the
+clips in flight), with a failures file naming every clip that could not be processed and why.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from textualize.cues import SCHEMA_VERSION, ClipCues, MissingCue, from_json, to_json
+from textualize.manifest import JsonlLog, atomic_write_bytes, atomic_write_json, read_json, stable_hash
+from textualize.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MediaError, sha256_file
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".flv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+TABLE_SUFFIXES = {".csv", ".tsv", ".txt"}
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES | IMAGE_SUFFIXES
+
+FAILURES_FILE = "failures.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass
+class ExtractConfig:
+    """Everything that changes the cues; its hash is part of each clip's cache key."""
+
+    asr: str = "faster-whisper"
+    asr_model: str | None = None
+    language: str | None = None
+    prosody: str = "opensmile"
+    au: str = "mediapipe"
+    detector: str = "mtcnn"
+    fps: float = 5.0
+    max_side: int = 640
+    window_s: float = 2.0
+    hop_s: float = 1.0
+    openface_dir: str | None = None
+    audio: bool = True
+    visual: bool = True
+    save_sequences: bool = True
+
+    def cache_params(self) -> dict[str, Any]:
+        p = asdict(self)
+        if not self.audio:
+            for k in ("asr", "asr_model", "language", "prosody"):
+                p.pop(k)
+        if not self.visual:
+            for k in ("au", "detector", "fps", "max_side", "openface_dir"):
+                p.pop(k)
+        return p
+
+
+def clip_cache_key(content_sha256: str, config: ExtractConfig) -> str:
+    return stable_hash({"sha256": content_sha256, "params": config.cache_params(), "schema": SCHEMA_VERSION}, 24)
+
+
+class CueExtractor:
+    """Loads the chosen backends once and extracts the cues of one clip at a time."""
+
+    def __init__(self, config: ExtractConfig, device: str = "cpu"):
+        from textualize.registry import ASR_BACKENDS, AU_BACKENDS, FACE_DETECTORS, PROSODY_BACKENDS
+
+        self.config = config
+        self.asr = self.prosody = self.au = self.detector = None
+        if config.audio:
+            self.asr = ASR_BACKENDS.get(config.asr)(model=config.asr_model, device=device, language=config.language)
+            self.prosody = PROSODY_BACKENDS.get(config.prosody)(window_s=config.window_s, hop_s=config.hop_s)
+        if config.visual:
+            au_cls = AU_BACKENDS.get(config.au)
+            self.au = au_cls(model_dir=config.openface_dir, device=device)
+            if getattr(self.au, "kind", "frames") == "frames":
+                self.detector = FACE_DETECTORS.get(config.detector)(device=device)
+
+    def extract(self, path: str | Path, clip_id: str, content_sha256: str | None = None) -> tuple[ClipCues, dict[str, np.ndarray]]:
+        from textualize.cues import MediaInfo
+        from textualize.media import load_audio, probe
+
+        path = Path(path)
+        sha = content_sha256 or sha256_file(path)
+        sequences: dict[str, np.ndarray] = {}
+        is_table = path.suffix.lower() in TABLE_SUFFIXES
+        if is_table:
+            info = MediaInfo(path=str(path), content_sha256=sha, duration_s=float("nan"))
+        else:
+            info = probe(path, content_sha256=sha)
+
+        transcript: Any = MissingCue("not_requested")
+        prosody: Any = MissingCue("not_requested")
+        if self.config.audio and not is_table:
+            if not info.has_audio:
+                transcript = MissingCue("no_audio_track", f"{path.name} has no audio stream")
+                prosody = MissingCue("no_audio_track", f"{path.name} has no audio stream")
+            else:
+                audio = load_audio(path, 16_000)
+                if audio.size == 0:
+                    transcript = prosody = MissingCue("no_speech", "the audio track decoded to 0 samples")
+                else:
+                    transcript = self.asr.transcribe(audio, 16_000)
+                    words = None if isinstance(transcript, MissingCue) else transcript.words
+                    prosody = self.prosody.measure(audio, 16_000, words=words)
+                    if self.config.save_sequences and not isinstance(prosody, MissingCue):
+                        names, hop_s, lld = self.prosody.lld(audio, 16_000)
+                        sequences["audio_lld"] = np.asarray(lld, dtype=np.float32)
+                        sequences["audio_lld_names"] = np.asarray(names)
+                        sequences["audio_lld_hop_s"] = np.asarray(hop_s, dtype=np.float32)
+
+        face: Any = MissingCue("not_requested")
+        if self.config.visual:
+            if is_table:
+                face = self.au.from_table(str(path))
+            elif not info.has_video:
+                face = MissingCue("no_video_track", f"{path.name} has no video stream")
+            else:
+                from textualize.visual_cues.pipeline import extract_facial_cues
+
+                face = extract_facial_cues(
+                    path, self.au, self.detector, fps=self.config.fps, max_side=self.config.max_side
+                )
+            if self.config.save_sequences and not isinstance(face, MissingCue) and face.au_values:
+                sequences["face_au"] = np.asarray(face.au_values, dtype=np.float32)
+                sequences["face_au_names"] = np.asarray(face.au_names)
+                sequences["face_times_s"] = np.asarray(face.times_s, dtype=np.float32)
+
+        cues = ClipCues(
+            clip_id=clip_id, media=info, transcript=transcript, prosody=prosody, face=face,
+            cache_key=clip_cache_key(sha, self.config),
+        )
+        return cues, sequences
+
+
+# ---------------------------------------------------------------- on-disk cache
+
+
+def cue_path(out_dir: Path, clip_id: str) -> Path:
+    return out_dir / f"{clip_id}.json"
+
+
+def sequence_path(out_dir: Path, clip_id: str) -> Path:
+    return out_dir / f"{clip_id}.npz"
+
+
+def save_clip(out_dir: Path, cues: ClipCues, sequences: dict[str, np.ndarray]) -> None:
+    """Sequences first, JSON last: a JSON on disk means the clip is complete."""
+    if sequences:
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **sequences)
+        atomic_write_bytes(sequence_path(out_dir, cues.clip_id), buf.getvalue())
+    atomic_write_json(cue_path(out_dir, cues.clip_id), to_json(cues), indent=None)
+
+
+def load_clip(out_dir: Path, clip_id: str) -> ClipCues:
+    return from_json(read_json(cue_path(out_dir, clip_id)))
+
+
+def cached_key(out_dir: Path, clip_id: str) -> str | None:
+    p = cue_path(out_dir, clip_id)
+    if not p.exists():
+        return None
+    try:
+        with open(p, encoding="utf-8") as f:
+            return json.load(f).get("cache_key")
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged file is redone
+
+
+# ---------------------------------------------------------------- worker processes
+
+_WORKER: CueExtractor | None = None
+
+
+def _init_worker(config: ExtractConfig, threads: int) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    _WORKER = CueExtractor(config)
+
+
+def _run_one(out_dir: str, clip_id: str, path: str, sha: str) -> dict:
+    t0 = time.perf_counter()
+    try:
+        cues, sequences = _WORKER.extract(path, clip_id, content_sha256=sha)
+        save_clip(Path(out_dir), cues, sequences)
+        missing = [m for m in ("transcript", "prosody", "face") if isinstance(getattr(cues, m), MissingCue)
+                   and getattr(cues, m).reason != "not_requested"]
+        return {"clip_id": clip_id, "status": "ok", "seconds": time.perf_counter() - t0, "missing": missing}
+    except MediaError as e:
+        return {"clip_id": clip_id, "status": "failed", "path": path, "error": "MediaError", "reason": str(e)}
+    except Exception as e:  # recorded per clip; the run goes on
+        return {
+            "clip_id": clip_id, "status": "failed", "path": path, "error": type(e).__name__,
+            "reason": str(e) or repr(e), "traceback": traceback.format_exc(limit=6),
+        }
+
+
+@dataclass
+class ExtractionSummary:
+    out_dir: str
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def clip_ids_for(paths: list[Path]) -> list[str]:
+    """Clip ids from file names; duplicates are an error naming both files (never overwritten)."""
+    seen: dict[str, Path] = {}
+    ids = []
+    for p in paths:
+        cid = p.stem
+        if cid in seen:
+            raise ValueError(f"two inputs share the clip id {cid!r}: {seen[cid]} and {p}; rename one or pass ids")
+        seen[cid] = p
+        ids.append(cid)
+    return ids
+
+
+def run_extraction(
+    items: list[tuple[str, Path]],
+    out_dir: str | Path,
+    config: ExtractConfig,
+    workers: int = 1,
+    progress: bool = True,
+    on_result: Callable[[dict], None] | None = None,
+) -> ExtractionSummary:
+    """Extract cues for ``(clip_id, path)`` items into ``out_dir``; resumable and cached."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    summary = ExtractionSummary(out_dir=str(out_dir), total=len(items))
+    failures = JsonlLog(out_dir / FAILURES_FILE)
+    previous_failures = {r.get("clip_id"): r for r in failures}
+    if failures.path.exists():
+        failures.path.unlink()  # failed clips are retried; this run writes its own
+
+    todo: list[tuple[str, str, str]] = []
+    for clip_id, path in items:
+        path = Path(path)
+        if not path.exists():
+            rec = {"clip_id": clip_id, "status": "failed", "path": str(path), "error": "FileNotFoundError",
+                   "reason": f"{path}: file not found"}
+            failures.append(rec)
+            summary.failures.append(rec)
+            continue
+        sha = sha256_file(path)
+        if cached_key(out_dir, clip_id) == clip_cache_key(sha, config):
+            summary.cached += 1
+            continue
+        todo.append((clip_id, str(path), sha))
+
+    def handle(result: dict) -> None:
+        if result["status"] == "ok":
+            summary.done += 1
+            for m in result.get("missing", []):
+                summary.missing[m] = summary.missing.get(m, 0) + 1
+        else:
+            failures.append(result)
+            summary.failures.append(result)
+        if on_result:
+            on_result(result)
+
+    if todo:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        workers = max(1, min(workers, len(todo)))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        columns = (TextColumn("[bold]cues"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            task = bar.add_task("", total=len(todo))
+            if workers == 1:
+                _init_worker(config, threads)
+                for clip_id, path, sha in todo:
+                    bar.update(task, description=clip_id)
+                    handle(_run_one(str(out_dir), clip_id, path, sha))
+                    bar.advance(task)
+            else:
+                import multiprocessing as mp
+
+                ctx = mp.get_context("spawn")  # torch + fork can deadlock
+                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config, threads)) as pool:
+                    futures = [pool.submit(_run_one, str(out_dir), c, p, s) for c, p, s in todo]
+                    for fut in as_completed(futures):
+                        result = fut.result()
+                        bar.update(task, description=result["clip_id"])
+                        handle(result)
+                        bar.advance(task)
+
+    summary.failed = len(summary.failures)
+    summary.seconds = time.perf_counter() - t_start
+    write_manifest(out_dir, config, items, summary, previous_failures)
+    return summary
+
+
+def write_manifest(out_dir: Path, config: ExtractConfig, items, summary: ExtractionSummary, previous_failures) -> None:
+    from textualize.versions import library_versions
+
+    failed = {f["clip_id"] for f in summary.failures}
+    atomic_write_json(
+        out_dir / MANIFEST_FILE,
+        {
+            "stage": "extract-cues",
+            "schema_version": SCHEMA_VERSION,
+            "config": asdict(config),
+            "versions": library_versions(),
+            "counts": {"total": summary.total, "extracted": summary.done, "cached": summary.cached,
+                       "failed": summary.failed, "missing_cues": summary.missing},
+            "clips": [{"clip_id": c, "path": str(p), "status": "failed" if c in failed else "ok"} for c, p in items],
+            "previously_failed": sorted(set(previous_failures) - {None}),
+        },
+    )
+
+
+def expand_inputs(paths: Iterable[str | Path], suffixes: set[str] = MEDIA_SUFFIXES | TABLE_SUFFIXES) -> list[Path]:
+    """Files as given; folders expand to the media files inside them (sorted, recursive)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in suffixes))
+        else:
+            out.append(p)  # a missing file is reported as a failure, not dropped
+    return out
