@@ -5,6 +5,8 @@ buffered for batched detection) and only per-frame AU vectors and boxes are kept
 """
 from __future__ import annotations
 
+import numpy as np
+
 import math
 import time
 from pathlib import Path
@@ -196,6 +198,9 @@ def extract_facial_cues(
             detail = f"{path.name}: faces detected in {faces_seen} of {len(times)} frames, but the AU backend found none"
         return MissingCue("no_face", detail=detail)
 
+    if hasattr(backend, "finish_clip"):  # e.g. OpenFace's offline (whole-clip) correction
+        values = _apply_offline_estimate(backend, times, values)
+
     is_image = len(times) == 1 and path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
     params: dict[str, Any] = {"fps": fps, "max_side": max_side, "window_s": window_s, "batch_size": batch_size,
                               "redetect_every": redetect_every}
@@ -227,6 +232,21 @@ def extract_facial_cues(
     )
     cues.au_summary = summarize_aus(au_names, values, times, backend.scale)
     return cues
+
+
+def _apply_offline_estimate(backend: Any, times: list[float], values: list[list[float]]) -> list[list[float]]:
+    """Swap per-frame online values for the backend's whole-clip estimate, matched by time.
+
+    OpenFace's dynamic AU models subtract the person's running median; the median is only
+    reliable at the end of the clip, so OpenFace re-predicts every frame with the final median.
+    """
+    est_times, est_values = backend.finish_clip()
+    by_time = {round(float(t), 4): row for t, row in zip(est_times, np.asarray(est_values))}
+    out = []
+    for t, row in zip(times, values):
+        est = by_time.get(round(float(t), 4))
+        out.append([float(v) for v in est] if est is not None else row)
+    return out
 
 
 def facial_windows(cues: FacialCues, window_s: float | None = None, hop_s: float | None = None):

@@ -1,0 +1,137 @@
+"""Prosody from openSMILE's eGeMAPSv02 (Eyben et al. 2016), the field's standard parameter set.
+
+openSMILE runs once per clip for the low-level descriptors (10 ms frames) and once for the 88
+clip-level functionals; windows are slices of the LLD frames, so windowing costs no extra pass.
+Unvoiced frames are 0 in eGeMAPS' ``*_sma3nz`` descriptors; statistics use voiced frames only.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from textualize.audio_cues import speech_rate as sr
+from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures, Provenance, Word
+from textualize.registry import PROSODY_BACKENDS
+
+F0 = "F0semitoneFrom27.5Hz_sma3nz"
+LOUDNESS = "Loudness_sma3"
+JITTER = "jitterLocal_sma3nz"
+SHIMMER = "shimmerLocaldB_sma3nz"
+HNR = "HNRdBACF_sma3nz"
+LLD_HOP_S = 0.01
+LLD_MIN_SAMPLES = int(0.1 * sr.TARGET_SR)  # less than one 60 ms pitch frame plus context
+
+
+@PROSODY_BACKENDS.register("opensmile")
+class OpenSmileProsody:
+    """eGeMAPSv02 prosody: pitch, loudness, jitter, shimmer, HNR, voicing; rates from speech_rate."""
+
+    name = "opensmile"
+
+    def __init__(self, window_s: float = 2.0, hop_s: float = 1.0, **options):
+        if options:
+            raise TypeError(f"opensmile prosody: unknown options {sorted(options)}")
+        sr.window_spans(1.0, window_s, hop_s)  # validates window/hop
+        self.window_s = float(window_s)
+        self.hop_s = float(hop_s)
+        self._lld_smile = None
+        self._func_smile = None
+        self._version = ""
+        self._smiles()
+
+    def _smiles(self):
+        """The two ``opensmile.Smile`` objects, built once per instance (building costs ~0.5-1 s)."""
+        if self._lld_smile is None:
+            try:
+                import opensmile
+            except ImportError as e:  # pragma: no cover - dependency of the package
+                from textualize.models import ModelUnavailableError
+
+                raise ModelUnavailableError(f"openSMILE is not installed: pip install opensmile ({e})") from None
+            self._lld_smile = opensmile.Smile(
+                feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                feature_level=opensmile.FeatureLevel.LowLevelDescriptors,
+            )
+            self._func_smile = opensmile.Smile(
+                feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                feature_level=opensmile.FeatureLevel.Functionals,
+            )
+            self._version = opensmile.__version__
+        return self._lld_smile, self._func_smile
+
+    def _run_lld(self, audio16k: np.ndarray):
+        lld_smile, _ = self._smiles()
+        try:
+            df = lld_smile.process_signal(audio16k, sr.TARGET_SR)
+        except Exception as e:
+            raise ValueError(f"openSMILE failed on {audio16k.size} samples: {type(e).__name__}: {e}") from None
+        start = df.index.get_level_values("start").total_seconds().to_numpy()
+        end = df.index.get_level_values("end").total_seconds().to_numpy()
+        return list(df.columns), (start + end) / 2.0, df.to_numpy(dtype=np.float64)
+
+    def lld(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> tuple[list[str], float, np.ndarray]:
+        """The 25 eGeMAPSv02 LLDs at a 10 ms hop (unvoiced frames 0 in ``*_sma3nz`` columns)."""
+        x = sr.as_mono_16k(audio, sample_rate)
+        if x.size < LLD_MIN_SAMPLES:  # openSMILE would return one NaN row with a warning
+            names = list(self._smiles()[0].feature_names)
+            return names, LLD_HOP_S, np.zeros((0, len(names)), np.float32)
+        names, _, values = self._run_lld(x)
+        return names, LLD_HOP_S, np.nan_to_num(values, nan=0.0).astype(np.float32)
+
+    def measure(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR,
+                words: list[Word] | None = None) -> ProsodyCues | MissingCue:
+        x = sr.as_mono_16k(audio, sample_rate)
+        missing = sr.missing_reason(x)
+        if missing is not None:
+            return missing
+        names, times, values = self._run_lld(x)
+        col = {n: values[:, i] for i, n in enumerate(names)}
+        f0 = col[F0]
+        voiced = f0 > 0
+        if not np.any(voiced):
+            return MissingCue("silence", "openSMILE found no voiced frame (no F0) in the clip")
+        f0_st = np.where(voiced, f0, np.nan)
+        duration = x.size / sr.TARGET_SR
+        timing = sr.speech_timing(x, times, voiced, words)
+
+        def span(a: float, b: float) -> ProsodyMeasures:
+            sel = (times >= a) & (times < b)
+            v = sel & voiced
+            parts = [sr.pitch_stats(f0_st[sel]), sr.rate_and_pause_measures(timing, a, b)]
+            level = {"rms_dbfs": sr.rms_dbfs(x[int(a * sr.TARGET_SR):int(math.ceil(b * sr.TARGET_SR))])}
+            if np.any(sel):
+                loud = col[LOUDNESS][sel]
+                level.update(loudness_mean=float(loud.mean()), loudness_sd=float(loud.std()),
+                             voiced_ratio=float(np.count_nonzero(v) / np.count_nonzero(sel)))
+            if np.count_nonzero(v) >= 3:
+                # openSMILE's "nz" convention: 0 marks "not computed" even inside voiced frames
+                for key, name in (("jitter_local", JITTER), ("shimmer_local_db", SHIMMER), ("hnr_db", HNR)):
+                    vals = col[name][v]
+                    vals = vals[vals != 0]
+                    if vals.size:
+                        level[key] = float(vals.mean())
+            return sr.measures(a, b, *parts, level)
+
+        clip = span(0.0, duration)
+        windows = [span(a, b) for a, b in sr.window_spans(duration, self.window_s, self.hop_s)]
+        _, func_smile = self._smiles()
+        try:
+            func = func_smile.process_signal(x, sr.TARGET_SR)
+        except Exception as e:
+            raise ValueError(f"openSMILE functionals failed: {type(e).__name__}: {e}") from None
+        functionals = {str(k): float(v) for k, v in func.iloc[0].items()}
+        return ProsodyCues(
+            clip=clip,
+            windows=windows,
+            window_s=self.window_s,
+            hop_s=self.hop_s,
+            functionals=functionals,
+            provenance=Provenance(
+                backend="opensmile",
+                model="eGeMAPSv02",
+                version=self._version,
+                params={"window_s": self.window_s, "hop_s": self.hop_s, "lld_hop_s": LLD_HOP_S,
+                        "pause_source": timing.pause_source, "min_pause_s": sr.MIN_PAUSE_S},
+            ),
+        )

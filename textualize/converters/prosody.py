@@ -1,0 +1,182 @@
+"""Prosody -> text: quintile words ("high pitch, very fast speaking rate") or rounded values.
+
+Words mode bins each measure with the training split's ``NormStats`` (quintile edges, per speaker
+when that speaker has statistics), so "high" means "higher than 60-80 % of the training
+utterances", not a fixed physical threshold. Numeric mode states the value with its unit and,
+when statistics are given, its z-score ("pitch 212 Hz (+1.3 SD)").
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any
+
+from textualize.converters.config import Mode, ProsodyConfig
+from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures
+
+MISSING_PROSODY_TEXT: dict[str, str] = {
+    "no_speech": "no speech detected",
+    "silence": "no speech detected (silence)",
+    "no_audio_track": "no audio track",
+    "too_short": "speech too short to measure",
+    "decode_error": "audio could not be decoded",
+    "backend_unavailable": "prosody analysis unavailable",
+    "not_requested": "voice not analysed",
+}
+
+# measure -> (words-mode noun phrase, name used in "not measurable" notes)
+_PHRASES: dict[str, tuple[str, str]] = {
+    "pitch_mean_st": ("pitch", "pitch"),
+    "pitch_sd_st": ("pitch variation", "pitch variation"),
+    "pitch_range_st": ("pitch range", "pitch range"),
+    "loudness_mean": ("loudness", "loudness"),
+    "loudness_sd": ("loudness variation", "loudness variation"),
+    "rms_dbfs": ("energy", "energy"),
+    "speaking_rate_syl_per_s": ("speaking rate", "speaking rate"),
+    "speaking_rate_words_per_s": ("speaking rate", "speaking rate"),
+    "pause_ratio": ("pausing", "pauses"),
+    "pause_count": ("number of pauses", "pauses"),
+    "pause_mean_s": ("pause length", "pause length"),
+    "voiced_ratio": ("voiced proportion", "voicing"),
+    "jitter_local": ("jitter", "jitter"),
+    "shimmer_local_db": ("shimmer", "shimmer"),
+    "hnr_db": ("harmonics-to-noise ratio", "harmonics-to-noise ratio"),
+}
+VOICE_QUALITY = ("jitter_local", "shimmer_local_db", "hnr_db")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _bin(norm_stats: Any, measure: str, value: float, speaker: str | None) -> int | None:
+    """``NormStats.bin`` (same rule: a value on a run of tied edges gets the middle bin) with
+    ``bisect`` on the stored edges: ~10x faster than numpy for four edges, and this runs for
+    every measure of every prompt."""
+    stats = getattr(norm_stats, "stats", None)
+    if stats is None:  # another statistics object with the same interface
+        return norm_stats.bin(measure, value, speaker=speaker)
+    st = stats(measure, speaker)
+    if st is None:
+        return None
+    return (bisect.bisect_left(st.edges, value) + bisect.bisect_right(st.edges, value)) // 2
+
+
+def _z(norm_stats: Any, measure: str, value: float, speaker: str | None) -> str:
+    if norm_stats is None:
+        return ""
+    z = norm_stats.zscore(measure, value, speaker=speaker)
+    return f"{round(z, 1) + 0.0:+.1f} SD" if _finite(z) else ""  # + 0.0: no "-0.0"
+
+
+def _numeric(measure: str, m: ProsodyMeasures, value: float, zscore: str) -> str:
+    z = f" ({zscore})" if zscore else ""
+    if measure == "pitch_mean_st":
+        if _finite(m.pitch_mean_hz):
+            return f"pitch {m.pitch_mean_hz:.0f} Hz{z}"
+        return f"pitch {value:.1f} st{z}"
+    if measure in ("pitch_sd_st", "pitch_range_st"):
+        return f"{_PHRASES[measure][0]} {value:.1f} st{z}"
+    if measure in ("loudness_mean", "loudness_sd"):
+        return f"{_PHRASES[measure][0]} {value:.2f} sone{z}"
+    if measure == "rms_dbfs":
+        return f"energy {value:.0f} dBFS{z}"
+    if measure == "speaking_rate_syl_per_s":
+        return f"speaking rate {value:.1f} syllables/s{z}"
+    if measure == "speaking_rate_words_per_s":
+        return f"speaking rate {value:.1f} words/s{z}"
+    if measure == "pause_ratio":
+        if _finite(m.pause_count) and m.pause_count == 0:
+            return "no pauses"
+        count = f"{m.pause_count:.0f} pauses" if _finite(m.pause_count) else "pauses"
+        return f"{count} ({value:.0%} of the time{', ' + zscore if zscore else ''})"
+    if measure == "pause_count":
+        return f"{value:.0f} pauses{z}"
+    if measure == "pause_mean_s":
+        return f"mean pause {value:.2f} s{z}"
+    if measure == "voiced_ratio":
+        return f"voiced {value:.0%} of the time{z}"
+    if measure == "jitter_local":
+        return f"jitter {100 * value:.1f}%{z}"
+    if measure == "shimmer_local_db":
+        return f"shimmer {value:.2f} dB{z}"
+    if measure == "hnr_db":
+        return f"HNR {value:.1f} dB{z}"
+    return f"{measure} {value:.3g}{z}"
+
+
+_THREE = {5: (1, 2, 3)}  # a three-bin NormStats: "low", "moderate", "high" of the five words
+
+
+def _level(words: tuple[str, ...], level: int, n_bins: int) -> str:
+    if n_bins == len(words):
+        return words[level]
+    if len(words) == 5 and n_bins == 3:
+        return words[_THREE[5][level]]
+    raise ValueError(f"NormStats has {n_bins} bins but {len(words)} level words are configured")
+
+
+def _words(measure: str, m: ProsodyMeasures, level: int, n_bins: int, config: ProsodyConfig) -> str:
+    if measure in ("pause_ratio", "pause_count") and _finite(m.pause_count) and m.pause_count == 0:
+        return "no pauses"
+    if measure.startswith("speaking_rate"):
+        return f"{_level(config.rate_words, level, n_bins)} speaking rate"
+    if measure == "pause_ratio":
+        return f"{_level(config.bin_words, level, n_bins)} amount of pausing"
+    return f"{_level(config.bin_words, level, n_bins)} {_PHRASES.get(measure, (measure,))[0]}"
+
+
+def prosody_fragment(
+    prosody: ProsodyCues | ProsodyMeasures | MissingCue | None,
+    config: ProsodyConfig,
+    norm_stats: Any = None,
+    mode: Mode = "words",
+    speaker: str | None = None,
+) -> str:
+    """Text for the voice block, or a marker naming why there is none.
+
+    ``norm_stats``: a fitted ``textualize.normalization.NormStats`` (training split); required in
+    words mode, optional in numeric mode (adds z-scores). NaN measures are left out and named in
+    a "not measurable" note.
+    """
+    if prosody is None:
+        return MISSING_PROSODY_TEXT["not_requested"]
+    if isinstance(prosody, MissingCue):
+        return MISSING_PROSODY_TEXT.get(prosody.reason, f"no voice analysis ({prosody.reason.replace('_', ' ')})")
+    m = prosody.clip if isinstance(prosody, ProsodyCues) else prosody
+    if mode == "words" and norm_stats is None:
+        raise ValueError(
+            "words-mode prosody needs fitted NormStats (textualize.normalization.fit_norm_stats on the "
+            "training split); pass norm_stats or use mode='numeric'"
+        )
+    who = speaker if config.per_speaker else None
+    measures = [config.rate_measure if x == "rate" else x for x in config.measures]
+    if config.voice_quality:
+        measures += [x for x in VOICE_QUALITY if x not in measures]
+    parts: list[str] = []
+    unmeasurable: list[str] = []
+    unfitted: list[str] = []
+    n_bins = getattr(norm_stats, "n_bins", 5)
+    for measure in measures:
+        value = getattr(m, measure)
+        if not _finite(value):
+            name = _PHRASES.get(measure, (measure, measure))[1]
+            if name not in unmeasurable:
+                unmeasurable.append(name)
+            continue
+        if mode == "numeric":
+            parts.append(_numeric(measure, m, value, _z(norm_stats, measure, value, who)))
+            continue
+        level = _bin(norm_stats, measure, value, who)
+        if level is None:  # the training split never had this measure: say so, do not guess
+            unfitted.append(_PHRASES.get(measure, (measure, measure))[1])
+            continue
+        parts.append(_words(measure, m, int(level), n_bins, config))
+    notes = []
+    if unmeasurable and config.missing_note:
+        notes.append(f"not measurable: {', '.join(unmeasurable)}")
+    if unfitted:
+        notes.append(f"no training statistics for {', '.join(unfitted)}")
+    if not parts:
+        return "no measurable prosody" + (f" ({'; '.join(notes)})" if notes else "")
+    return "; ".join([", ".join(parts)] + notes)
