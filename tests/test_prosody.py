@@ -165,7 +165,7 @@ def test_crema_d_clips(crema_d, backends, backend):
     assert 2.0 <= np.median(rates) <= 8.0, rates
     for path in sorted(crema_d.glob("1001_*.flv"))[:2]:
         c = backends[backend].measure(load_audio(path, 16_000))
-        assert isinstance(c, ProsodyCues) or (isinstance(c, MissingCue) and c.reason == "silence"), path.name
+        assert isinstance(c, ProsodyCues) or (isinstance(c, MissingCue) and c.reason == "no_speech"), path.name
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -243,12 +243,19 @@ def test_bad_input(crema_d, backends, backend):
         b.measure(speech, 0)
 
 
-def test_no_voiced_frames_is_silence(backends):
-    """Quiet broadband noise has energy but no pitch: both backends say 'silence', not a crash."""
-    noise = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
+def test_no_voiced_frames_is_no_speech(backends):
+    """Quiet broadband noise has energy but no pitch: both backends say 'no_speech', not a crash.
+    With ASR words (whispered or badly recorded speech) loudness, rate and pauses are measured and
+    pitch stays NaN, so the prompt can still describe the voice."""
+    noise = np.random.default_rng(0).normal(0, 0.01, 32_000).astype(np.float32)
+    words = [Word("hello", 0.2, 0.6), Word("there", 0.7, 1.4)]
     for name, b in backends.items():
         c = b.measure(noise)
-        assert isinstance(c, MissingCue) and c.reason == "silence", (name, c)
+        assert isinstance(c, MissingCue) and c.reason == "no_speech", (name, c)
+        measured = b.measure(noise, words=words)
+        assert isinstance(measured, ProsodyCues), (name, measured)
+        assert np.isnan(measured.clip.pitch_mean_hz) and np.isnan(measured.clip.speaking_rate_syl_per_s)
+        assert measured.clip.speaking_rate_words_per_s > 0 and np.isfinite(measured.clip.rms_dbfs)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

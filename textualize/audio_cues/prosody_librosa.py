@@ -236,8 +236,11 @@ class LibrosaProsody:
         if missing is not None:
             return missing
         times, f0, voiced, _ = self._track(x)
-        if not np.any(voiced):
-            return MissingCue("silence", "pYIN found no voiced frame in the clip")
+        if not np.any(voiced) and not words:
+            # audible but no voiced frame and no recognised word: nothing to describe as speech
+            return MissingCue("no_speech", "pYIN found no voiced frame in the clip")
+        # words but no voicing (whispered or low-quality audio): loudness, rate and pauses are still
+        # measured; pitch and voice quality stay NaN and the converters say so
         f0_st = np.where(voiced, sr.hz_to_st(f0), np.nan)
         hnr = frame_hnr_db(x, times, f0, voiced)
         pair_t, pair_dt, pair_T, pair_da = perturbation_pairs(glottal_cycles(x, times, f0, voiced, self.hop))

@@ -89,8 +89,11 @@ class OpenSmileProsody:
         col = {n: values[:, i] for i, n in enumerate(names)}
         f0 = col[F0]
         voiced = f0 > 0
-        if not np.any(voiced):
-            return MissingCue("silence", "openSMILE found no voiced frame (no F0) in the clip")
+        if not np.any(voiced) and not words:
+            # audible but no voiced frame and no recognised word: nothing to describe as speech
+            return MissingCue("no_speech", "openSMILE found no voiced frame (no F0) in the clip")
+        # words but no voicing (whispered or low-quality audio): loudness, rate and pauses are still
+        # measured; pitch and voice quality stay NaN and the converters say so
         f0_st = np.where(voiced, f0, np.nan)
         duration = x.size / sr.TARGET_SR
         timing = sr.speech_timing(x, times, voiced, words)

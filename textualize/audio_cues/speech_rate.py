@@ -214,6 +214,7 @@ class SpeechTiming:
     nuclei_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     word_mid_s: np.ndarray | None = None  # None: no ASR words were given
     pause_source: str = "energy"  # "words" or "energy"
+    nuclei_measurable: bool = True  # False when no frame was voiced: syllables cannot be found
 
 
 def _check_words(words: list[Word]) -> list[Word]:
@@ -251,6 +252,7 @@ def speech_timing(audio16k: np.ndarray, voiced_times: np.ndarray, voiced: np.nda
             nuclei_s=nuclei,
             word_mid_s=np.array([(s + e) / 2 for s, e in spans]),
             pause_source="words",
+            nuclei_measurable=bool(np.any(voiced)),
         )
     spans = energy_activity(times, db)
     if not spans:
@@ -280,7 +282,8 @@ def rate_and_pause_measures(timing: SpeechTiming, start_s: float, end_s: float) 
     if speech_span < MIN_RATE_SPAN_S:
         return out
     nuc = timing.nuclei_s
-    out["speaking_rate_syl_per_s"] = float(np.count_nonzero((nuc >= lo) & (nuc < hi))) / speech_span
+    if timing.nuclei_measurable:
+        out["speaking_rate_syl_per_s"] = float(np.count_nonzero((nuc >= lo) & (nuc < hi))) / speech_span
     if timing.word_mid_s is not None:
         mids = timing.word_mid_s
         out["speaking_rate_words_per_s"] = float(np.count_nonzero((mids >= lo) & (mids < hi))) / speech_span
