@@ -83,10 +83,13 @@ def load_samples(config: BuildConfig) -> tuple[Any, LabelMap, list[Sample], list
     return adapter, adapter.label_map(), samples, notices
 
 
-def _needs_media(config: BuildConfig) -> tuple[bool, bool]:
-    """(audio, visual) extraction needed for the requested modalities."""
-    audio = "voice" in config.modalities or ("text" in config.modalities and not config.prefer_gold_transcript)
-    return audio, "face" in config.modalities
+def _needs_media(config: BuildConfig, samples: list[Sample]) -> tuple[bool, bool]:
+    """(audio, visual) extraction needed: voice always needs audio; text needs ASR unless every
+    sample with media has a gold transcript and gold is preferred."""
+    needs_asr = "text" in config.modalities and (
+        not config.prefer_gold_transcript or any(s.media_path and s.transcript is None for s in samples)
+    )
+    return "voice" in config.modalities or needs_asr, "face" in config.modalities
 
 
 def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict:
@@ -97,8 +100,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         raise BuildError(f"--modalities must be a non-empty subset of {','.join(MODALITIES)}")
 
     adapter, label_map, samples, notices = load_samples(config)
-    for n in notices:
-        log(f"notice: {n}")
+    # adapters log their notices themselves (logger "textualize.corpora"); the manifest keeps them
     report = validate_samples(samples, label_map)
     atomic_write_json(out / "validation.json", {"errors": report.errors, "warnings": report.warnings, "counts": report.counts})
     failures = JsonlLog(out / "failures.jsonl")
@@ -120,7 +122,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
 
     # ---- extraction (the only stage that is sharded)
     root = Path(config.root)
-    need_audio, need_visual = _needs_media(config)
+    need_audio, need_visual = _needs_media(config, samples)
     media: dict[str, Path] = {}
     for s in samples:
         if s.media_path and not s.precomputed.get("face") and (need_audio or need_visual):
@@ -254,7 +256,11 @@ def render_rows(config: BuildConfig, samples, cues_by_sample, label_map: LabelMa
         except Exception as e:  # recorded, never dropped silently
             failures.append({"id": s.id, "stage": "render", "reason": f"{type(e).__name__}: {e}"})
             continue
-        missing = sorted(k for k in ("transcript", "prosody", "face") if isinstance(cues.get(k), MissingCue))
+        missing = sorted(
+            cue for modality, cue in (("text", "transcript"), ("face", "face"), ("voice", "prosody"))
+            if modality in modalities and isinstance(cues.get(cue), MissingCue)
+            and not (cue == "transcript" and s.transcript and config.prefer_gold_transcript)
+        )
         rows_by_split.setdefault(s.split, []).append(
             {
                 "id": s.id,

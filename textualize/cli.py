@@ -113,7 +113,20 @@ def extract_cues(
 
 
 def print_extraction_summary(summary, out: Path) -> None:
-    from textualize.extract import cue_path, load_clip
+    print_cue_table(out)
+    console.print(
+        f"{summary.total} clips: {summary.done} extracted, {summary.cached} cached, {summary.failed} failed "
+        f"in {summary.seconds:.1f} s"
+    )
+    if summary.missing:
+        console.print("missing cues: " + ", ".join(f"{k} in {v} clips" for k, v in summary.missing.items()))
+    for f in summary.failures:
+        console.print(f"[yellow]failed[/yellow] {f['clip_id']}: {f['reason']}")
+
+
+def print_cue_table(out: Path) -> None:
+    """One line per cached clip: the cues a researcher checks first."""
+    from textualize.extract import load_clip
     from textualize.cues import MissingCue
 
     table = Table(title=f"cues in {out}")
@@ -139,14 +152,6 @@ def print_extraction_summary(summary, out: Path) -> None:
             top = ", ".join(f"{k} {v.mean:.2f}" for k, v in ranked[:3])
         table.add_row(c.clip_id, f"{c.media.duration_s:.1f}", lang, text, pitch, loud, frames, top)
     console.print(table)
-    console.print(
-        f"{summary.total} clips: {summary.done} extracted, {summary.cached} cached, {summary.failed} failed "
-        f"in {summary.seconds:.1f} s"
-    )
-    if summary.missing:
-        console.print("missing cues: " + ", ".join(f"{k} in {v} clips" for k, v in summary.missing.items()))
-    for f in summary.failures:
-        console.print(f"[yellow]failed[/yellow] {f['clip_id']}: {f['reason']}")
 
 
 def _parse_options(options: list[str]) -> dict:
@@ -262,6 +267,32 @@ def templates() -> None:
 
     for t in list_templates():
         console.print(f"{t.id}  v{t.version}  {t.hash}  {t.description}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Output folder for cues and the dataset."),
+    au: str = typer.Option("mediapipe", help="AU backend."),
+    asr: str = typer.Option("faster-whisper", help="ASR backend."),
+    template: str = typer.Option("paper_v1", help="Prompt template id."),
+    workers: int = typer.Option(1, help="Parallel extraction workers."),
+) -> None:
+    """The main job on the embedded default corpus (12 real CREMA-D clips): cue extraction,
+    textualization and a DatasetDict, with a printed summary and example prompts."""
+    from textualize.build import BuildConfig, build_dataset
+    from textualize.corpora.manifest import write_demo_manifest
+    from textualize.extract import ExtractConfig
+
+    manifest_csv = write_demo_manifest(out / "crema_d_demo.csv")
+    console.print(f"demo corpus manifest: {manifest_csv}")
+    config = BuildConfig(
+        dataset="manifest", root=str(manifest_csv), out=str(out / "dataset"), template=template,
+        workers=workers, extract=ExtractConfig(asr=asr, au=au),
+    )
+    manifest = build_dataset(config, log=lambda m: console.print(m))
+    print_cue_table(out / "dataset" / "cues")
+    print_build_summary(manifest, out / "dataset")
+    show(out / "dataset", n=2, split="train", chat=False)
 
 
 def main() -> None:

@@ -1,0 +1,147 @@
+"""End-to-end `textualize extract-cues` on real clips and on every kind of bad input.
+
+Each bad input must end as a failure record with a reason or an explicit missing-cue marker,
+never a crash of the run and never a silently dropped clip.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from textualize.cli import app
+from textualize.extract import FAILURES_FILE, ExtractConfig, load_clip, run_extraction
+from textualize.cues import FacialCues, MissingCue, ProsodyCues, Transcript
+from textualize.media import iter_frames
+
+pytestmark = pytest.mark.slow
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int, codec: str = "libx264", audio: np.ndarray | None = None, sr: int = 16000) -> Path:
+    """A real encoded file (PyAV) from RGB frames and optional mono audio."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(codec, rate=fps)
+        v.width, v.height = frames[0].shape[1] // 2 * 2, frames[0].shape[0] // 2 * 2
+        v.pix_fmt = "yuv420p"
+        a = None
+        if audio is not None:
+            a = out.add_stream("aac", rate=sr)
+            a.layout = "mono"
+        for f in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[: v.height, : v.width]), format="rgb24")
+            for pkt in v.encode(frame):
+                out.mux(pkt)
+        for pkt in v.encode():
+            out.mux(pkt)
+        if a is not None:
+            samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+            for start in range(0, samples.shape[1], 1024):
+                af = av.AudioFrame.from_ndarray(samples[:, start:start + 1024], format="s16", layout="mono")
+                af.sample_rate = sr
+                for pkt in a.encode(af):
+                    out.mux(pkt)
+            for pkt in a.encode():
+                out.mux(pkt)
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_frames(pyfeat_data) -> list[np.ndarray]:
+    return [f.rgb for f in iter_frames(pyfeat_data / "single_face.mp4", fps=10, max_side=320)][:20]
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, crema_d, pyfeat_data, face_frames) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    files = {}
+    files["corrupt"] = d / "corrupt.mp4"
+    files["corrupt"].write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
+    files["no_audio_hevc_120fps"] = write_video(d / "no_audio_hevc_120fps.mp4", face_frames * 3, fps=120, codec="libx265")
+    files["silent_24fps"] = write_video(d / "silent_24fps.mp4", face_frames, fps=24, audio=np.zeros(16000 * 2, np.float32))
+    files["no_face"] = pyfeat_data / "no_face.mp4"
+    files["multi_face"] = pyfeat_data / "multi_face.jpg"
+    files["alpha"] = pyfeat_data / "Image_with_alpha.png"
+    files["missing"] = d / "does_not_exist.mp4"
+    return files
+
+
+def test_cli_extracts_real_clips(tmp_path, crema_d):
+    clips = [crema_d / "1001_DFA_HAP_XX.flv", crema_d / "1002_DFA_ANG_XX.mp3"]
+    out = tmp_path / "cues"
+    result = CliRunner().invoke(app, ["extract-cues", *map(str, clips), "--out", str(out), "--fps", "5"])
+    assert result.exit_code == 0, result.output
+    video = load_clip(out, "1001_DFA_HAP_XX")
+    assert isinstance(video.transcript, Transcript) and "forget" in video.transcript.text.lower()  # tiny.en: "Don't forget to check it"
+    assert isinstance(video.prosody, ProsodyCues) and 70 < video.prosody.clip.pitch_mean_hz < 400
+    assert isinstance(video.face, FacialCues) and sum(video.face.face_present) >= 5
+    assert video.face.provenance.backend == "mediapipe" and video.transcript.provenance.backend == "faster-whisper"
+    audio_only = load_clip(out, "1002_DFA_ANG_XX")
+    assert isinstance(audio_only.face, MissingCue) and audio_only.face.reason == "no_video_track"
+    assert (out / "1001_DFA_HAP_XX.npz").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["extracted"] == 2 and manifest["versions"]["faster-whisper"] != "not installed"
+
+    # resumable: a second run re-does nothing; a changed parameter re-does everything
+    again = run_extraction([(c.stem, c) for c in clips], out, ExtractConfig(fps=5.0), progress=False)
+    assert again.cached == 2 and again.done == 0
+    changed = run_extraction([(c.stem, c) for c in clips], out, ExtractConfig(fps=2.0, audio=False), progress=False)
+    assert changed.done == 2
+
+
+def test_bad_inputs_never_crash_the_run(tmp_path, bad_inputs):
+    items = [(k, p) for k, p in bad_inputs.items()]
+    summary = run_extraction(items, tmp_path, ExtractConfig(fps=5.0), progress=False)
+    assert summary.total == len(items)
+    failed = {f["clip_id"]: f for f in summary.failures}
+    # clear failures, with reasons naming the file
+    assert set(failed) == {"corrupt", "missing"}
+    assert "corrupt.mp4" in failed["corrupt"]["reason"] and "not found" in failed["missing"]["reason"]
+    assert len(list((tmp_path / FAILURES_FILE).read_text().splitlines())) == 2
+    # explicit missing cues for the rest
+    no_audio = load_clip(tmp_path, "no_audio_hevc_120fps")
+    assert no_audio.transcript.reason == "no_audio_track" and isinstance(no_audio.face, FacialCues)
+    assert no_audio.media.video_codec == "hevc" and abs(no_audio.media.video_fps - 120) < 1
+    times = np.asarray(no_audio.face.times_s)
+    assert np.allclose(np.diff(times), 0.2, atol=0.01)  # 5 fps grid from a 120 fps source
+    silent = load_clip(tmp_path, "silent_24fps")
+    assert isinstance(silent.transcript, MissingCue) and isinstance(silent.prosody, MissingCue)
+    assert load_clip(tmp_path, "no_face").face.reason == "no_face"
+    multi = load_clip(tmp_path, "multi_face")
+    assert isinstance(multi.face, FacialCues) and multi.face.faces_per_frame[0] > 1
+    assert multi.transcript.reason == "no_audio_track"
+    assert isinstance(load_clip(tmp_path, "alpha").face, (FacialCues, MissingCue))
+
+
+def test_non_english_speech_is_transcribed_with_language_info(tmp_path):
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng not installed")
+    wav = tmp_path / "german.wav"
+    subprocess.run([exe, "-v", "de", "-w", str(wav), "Guten Morgen, wie geht es dir heute?"], check=True)
+    summary = run_extraction([("german", wav)], tmp_path / "cues", ExtractConfig(visual=False), progress=False)
+    assert summary.failed == 0
+    clip = load_clip(tmp_path / "cues", "german")
+    assert isinstance(clip.prosody, ProsodyCues)
+    assert isinstance(clip.transcript, (Transcript, MissingCue))  # tiny.en is English-only: no crash
+
+
+def test_duplicate_clip_ids_are_an_error(tmp_path, crema_d):
+    a = tmp_path / "a" / "clip.mp3"
+    b = tmp_path / "b" / "clip.mp3"
+    for p in (a, b):
+        p.parent.mkdir()
+        shutil.copy(crema_d / "1002_DFA_SAD_XX.mp3", p)
+    result = CliRunner().invoke(app, ["extract-cues", str(a), str(b), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "share the clip id" in result.output
+
+
+def test_unknown_backend_is_a_clear_cli_error(tmp_path, crema_d):
+    result = CliRunner().invoke(app, ["extract-cues", str(crema_d / "1002_DFA_SAD_XX.mp3"), "--out", str(tmp_path), "--asr", "nope"])
+    assert result.exit_code == 2 and "unknown ASR backend 'nope'" in result.output
