@@ -69,6 +69,7 @@ def extract_cues(
     asr: str = typer.Option("faster-whisper", help="ASR backend: faster-whisper (offline default) or openai-whisper."),
     asr_model: Optional[str] = typer.Option(None, help="ASR model (size name, hub id or folder); default: bundled Whisper tiny.en."),
     language: Optional[str] = typer.Option(None, help="Force the spoken language (default: detect)."),
+    beam_size: int = typer.Option(5, help="Whisper beam size (1 = greedy decoding, about 2x faster on CPU)."),
     prosody: str = typer.Option("opensmile", help="Prosody backend: opensmile (eGeMAPS) or librosa."),
     au: str = typer.Option("mediapipe", help="AU backend: mediapipe (offline default), openface, pyfeat, csv."),
     detector: str = typer.Option("mtcnn", help="Face detector for frame-based AU backends."),
@@ -100,7 +101,7 @@ def extract_cues(
     except ValueError as e:
         _fail(str(e))
     config = ExtractConfig(
-        asr=asr, asr_model=asr_model, language=language, prosody=prosody, au=au, detector=detector,
+        asr=asr, asr_model=asr_model, language=language, beam_size=beam_size, prosody=prosody, au=au, detector=detector,
         fps=fps, max_side=max_side, window_s=window, hop_s=hop,
         openface_dir=str(openface_dir) if openface_dir else None,
         audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences,

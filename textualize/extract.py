@@ -36,6 +36,7 @@ class ExtractConfig:
     asr: str = "faster-whisper"
     asr_model: str | None = None
     language: str | None = None
+    beam_size: int = 5  # Whisper's default; 1 = greedy, about twice as fast on CPU
     prosody: str = "opensmile"
     au: str = "mediapipe"
     detector: str = "mtcnn"
@@ -51,7 +52,7 @@ class ExtractConfig:
     def cache_params(self) -> dict[str, Any]:
         p = asdict(self)
         if not self.audio:
-            for k in ("asr", "asr_model", "language", "prosody"):
+            for k in ("asr", "asr_model", "language", "beam_size", "prosody"):
                 p.pop(k)
         if not self.visual:
             for k in ("au", "detector", "fps", "max_side", "openface_dir"):
@@ -72,7 +73,9 @@ class CueExtractor:
         self.config = config
         self.asr = self.prosody = self.au = self.detector = None
         if config.audio:
-            self.asr = ASR_BACKENDS.get(config.asr)(model=config.asr_model, device=device, language=config.language)
+            self.asr = ASR_BACKENDS.get(config.asr)(
+                model=config.asr_model, device=device, language=config.language, beam_size=config.beam_size
+            )
             self.prosody = PROSODY_BACKENDS.get(config.prosody)(window_s=config.window_s, hop_s=config.hop_s)
         if config.visual:
             au_cls = AU_BACKENDS.get(config.au)

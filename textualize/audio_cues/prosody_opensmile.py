@@ -6,6 +6,8 @@ Unvoiced frames are 0 in eGeMAPS' ``*_sma3nz`` descriptors; statistics use voice
 """
 from __future__ import annotations
 
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
 import math
 
 import numpy as np
@@ -38,6 +40,7 @@ class OpenSmileProsody:
         self._lld_smile = None
         self._func_smile = None
         self._version = ""
+        self._last_lld = None  # (digest, result) of the last clip, see _run_lld
         self._smiles()
 
     def _smiles(self):
@@ -61,6 +64,11 @@ class OpenSmileProsody:
         return self._lld_smile, self._func_smile
 
     def _run_lld(self, audio16k: np.ndarray):
+        # extraction calls measure() then lld() on the same clip: keep the last result so openSMILE
+        # runs once per clip (keyed by a digest of the samples, so a different clip never matches)
+        key = (audio16k.size, hashlib.blake2b(np.ascontiguousarray(audio16k).view(np.uint8), digest_size=16).digest())
+        if self._last_lld is not None and self._last_lld[0] == key:
+            return self._last_lld[1]
         lld_smile, _ = self._smiles()
         try:
             df = lld_smile.process_signal(audio16k, sr.TARGET_SR)
@@ -68,7 +76,9 @@ class OpenSmileProsody:
             raise ValueError(f"openSMILE failed on {audio16k.size} samples: {type(e).__name__}: {e}") from None
         start = df.index.get_level_values("start").total_seconds().to_numpy()
         end = df.index.get_level_values("end").total_seconds().to_numpy()
-        return list(df.columns), (start + end) / 2.0, df.to_numpy(dtype=np.float64)
+        result = (list(df.columns), (start + end) / 2.0, df.to_numpy(dtype=np.float64))
+        self._last_lld = (key, result)
+        return result
 
     def lld(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> tuple[list[str], float, np.ndarray]:
         """The 25 eGeMAPSv02 LLDs at a 10 ms hop (unvoiced frames 0 in ``*_sma3nz`` columns)."""
@@ -85,7 +95,16 @@ class OpenSmileProsody:
         missing = sr.missing_reason(x)
         if missing is not None:
             return missing
-        names, times, values = self._run_lld(x)
+        # the functionals pass runs beside the LLD pass: openSMILE runs in C through ctypes, which
+        # releases the GIL, so the two passes share the cores (about 2x on 2 cores)
+        _, func_smile = self._smiles()
+        with ThreadPoolExecutor(1) as pool:
+            func_future = pool.submit(func_smile.process_signal, x, sr.TARGET_SR)
+            names, times, values = self._run_lld(x)
+            try:
+                func = func_future.result()
+            except Exception as e:
+                raise ValueError(f"openSMILE functionals failed: {type(e).__name__}: {e}") from None
         col = {n: values[:, i] for i, n in enumerate(names)}
         f0 = col[F0]
         voiced = f0 > 0
@@ -118,11 +137,6 @@ class OpenSmileProsody:
 
         clip = span(0.0, duration)
         windows = [span(a, b) for a, b in sr.window_spans(duration, self.window_s, self.hop_s)]
-        _, func_smile = self._smiles()
-        try:
-            func = func_smile.process_signal(x, sr.TARGET_SR)
-        except Exception as e:
-            raise ValueError(f"openSMILE functionals failed: {type(e).__name__}: {e}") from None
         functionals = {str(k): float(v) for k, v in func.iloc[0].items()}
         return ProsodyCues(
             clip=clip,
