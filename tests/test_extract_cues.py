@@ -145,3 +145,18 @@ def test_duplicate_clip_ids_are_an_error(tmp_path, crema_d):
 def test_unknown_backend_is_a_clear_cli_error(tmp_path, crema_d):
     result = CliRunner().invoke(app, ["extract-cues", str(crema_d / "1002_DFA_SAD_XX.mp3"), "--out", str(tmp_path), "--asr", "nope"])
     assert result.exit_code == 2 and "unknown ASR backend 'nope'" in result.output
+
+
+def test_parallel_workers_and_resume_after_interruption(tmp_path, crema_d):
+    """Two spawn workers give the same cues as one; a run cut short keeps its finished clips and
+    the next run only does the rest."""
+    clips = sorted(crema_d.glob("1002_*.mp3"))[:3]
+    config = ExtractConfig(visual=False, beam_size=1)
+    first = run_extraction([(c.stem, c) for c in clips[:2]], tmp_path, config, progress=False)  # "interrupted" after 2
+    assert first.done == 2
+    rest = run_extraction([(c.stem, c) for c in clips], tmp_path, config, workers=2, progress=False)
+    assert (rest.cached, rest.done, rest.failed) == (2, 1, 0)
+    parallel = load_clip(tmp_path, clips[2].stem)
+    serial = run_extraction([(clips[2].stem, clips[2])], tmp_path / "serial", config, progress=False)
+    assert serial.done == 1
+    assert load_clip(tmp_path / "serial", clips[2].stem).transcript.text == parallel.transcript.text

@@ -53,6 +53,7 @@ class BuildConfig:
     merge: bool = False
     workers: int = 1
     allow_invalid: bool = False  # record invalid samples as failures instead of stopping
+    cues_dir: str | None = None  # shared cue cache (default OUT/cues): other templates reuse it
     adapter_options: dict[str, Any] = field(default_factory=dict)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
 
@@ -127,7 +128,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
     for s in samples:
         if s.media_path and not s.precomputed.get("face") and (need_audio or need_visual):
             media.setdefault(media_clip_id(s, root), Path(s.media_path))
-    cue_dir = out / "cues"
+    cue_dir = Path(config.cues_dir) if config.cues_dir else out / "cues"
     extract_config = ExtractConfig(**{**asdict(config.extract), "audio": need_audio, "visual": need_visual})
     items = sorted(media.items())
     if config.shard_index is not None:

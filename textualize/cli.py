@@ -192,6 +192,7 @@ def build_dataset_cmd(
     shard_index: Optional[int] = typer.Option(None, help="Extract only this shard; run again without it to render."),
     merge: bool = typer.Option(False, "--merge", help="Render from cached cues only; fail if any shard is missing."),
     allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Record invalid samples in failures.jsonl instead of stopping."),
+    cues_dir: Optional[Path] = typer.Option(None, help="Cue cache folder (default OUT/cues); share it between builds with other templates or modalities."),
     option: List[str] = typer.Option([], "--option", help="Adapter option KEY=VALUE (e.g. level=window, window_s=2)."),
 ) -> None:
     """Build a Hugging Face DatasetDict (train/validation/test; columns id, label, text, messages,
@@ -210,6 +211,7 @@ def build_dataset_cmd(
         context_turns=context_turns, prefer_gold_transcript=not asr_transcript,
         tokenizer=None if tokenizer == "none" else tokenizer, num_shards=num_shards,
         shard_index=shard_index, merge=merge, workers=workers, allow_invalid=allow_invalid,
+        cues_dir=str(cues_dir) if cues_dir else None,
         adapter_options=_parse_options(option),
         extract=ExtractConfig(asr=asr, prosody=prosody, au=au, fps=fps, openface_dir=str(openface_dir) if openface_dir else None),
     )
