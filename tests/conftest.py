@@ -54,3 +54,21 @@ def espeak_wav(tmp_path_factory) -> Path:
 
 
 ESPEAK_TEXT = "The quick brown fox jumps over the lazy dog. I am very happy to see you today."
+
+
+@pytest.fixture(scope="session")
+def mtcnn():
+    """One MTCNN detector (offline weights from the facenet-pytorch wheel) for the session."""
+    from textualize.visual_cues.face_tracking import MTCNNDetector
+
+    return MTCNNDetector()
+
+
+@pytest.fixture(scope="session")
+def mediapipe_backend():
+    """One MediaPipe FaceLandmarker AU backend for the session."""
+    from textualize.visual_cues.au_mediapipe import MediaPipeAUBackend
+
+    b = MediaPipeAUBackend()
+    yield b
+    b.close()

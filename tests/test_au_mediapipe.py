@@ -87,20 +87,7 @@ def test_blendshapes_to_aus_table():
 # ---------------------------------------------------------------- the backend on real images
 
 
-@pytest.fixture(scope="module")
-def backend():
-    from textualize.visual_cues.au_mediapipe import MediaPipeAUBackend
-
-    b = MediaPipeAUBackend()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
-def detector():
-    from textualize.visual_cues.face_tracking import MTCNNDetector
-
-    return MTCNNDetector()
+# fixtures `mediapipe_backend` and `mtcnn` come from conftest.py
 
 
 def _frame(path, time_s=0.0):
@@ -121,27 +108,27 @@ def test_registered_with_its_scale():
     assert len(cls.raw_names) == 51
 
 
-def test_analyze_real_face(backend, detector, pyfeat_data):
+def test_analyze_real_face(mediapipe_backend, mtcnn, pyfeat_data):
     frame = _frame(pyfeat_data / "single_face.jpg")
-    faces = detector.detect(frame.rgb)
+    faces = mtcnn.detect(frame.rgb)
     assert len(faces) == 1
-    backend.reset()
-    out = backend.analyze(frame, faces[0])
+    mediapipe_backend.reset()
+    out = mediapipe_backend.analyze(frame, faces[0])
     assert out is not None
-    assert set(out.raw) == set(backend.raw_names)
+    assert set(out.raw) == set(mediapipe_backend.raw_names)
     assert set(out.aus) == set(BLENDSHAPE_AU_IDS)
     assert all(0.0 <= v <= 1.0 for v in out.aus.values())
     # the landmark box lies on the detected face
     from textualize.visual_cues.face_tracking import iou
 
-    assert iou(backend.last_face_box, faces[0]) > 0.4
+    assert iou(mediapipe_backend.last_face_box, faces[0]) > 0.4
 
 
-def test_crop_and_full_frame_agree(detector, pyfeat_data):
+def test_crop_and_full_frame_agree(mtcnn, pyfeat_data):
     from textualize.visual_cues.au_mediapipe import MediaPipeAUBackend
 
     frame = _frame(pyfeat_data / "single_face.jpg")
-    box = detector.detect(frame.rgb)[0]
+    box = mtcnn.detect(frame.rgb)[0]
     crop_b, full_b = MediaPipeAUBackend(crop_margin=0.6), MediaPipeAUBackend(crop_margin=None)
     a, b = crop_b.analyze(frame, box), full_b.analyze(frame, box)
     crop_b.close(), full_b.close()
@@ -149,24 +136,24 @@ def test_crop_and_full_frame_agree(detector, pyfeat_data):
     assert np.median(diffs) < 0.05 and max(diffs) < 0.3
 
 
-def test_box_without_face_gives_none(backend, pyfeat_data):
+def test_box_without_face_gives_none(mediapipe_backend, pyfeat_data):
     from textualize.cues import FaceBox
 
     frame = _frame(pyfeat_data / "free-mountain-vector-01.jpg")
     h, w = frame.rgb.shape[:2]
-    backend.reset()
-    assert backend.analyze(frame, FaceBox(w * 0.3, h * 0.3, w * 0.6, h * 0.6)) is None
+    mediapipe_backend.reset()
+    assert mediapipe_backend.analyze(frame, FaceBox(w * 0.3, h * 0.3, w * 0.6, h * 0.6)) is None
 
 
-def test_timestamps_stay_monotonic_across_clips(backend, detector, pyfeat_data):
+def test_timestamps_stay_monotonic_across_clips(mediapipe_backend, mtcnn, pyfeat_data):
     frame = _frame(pyfeat_data / "single_face.jpg")
-    box = detector.detect(frame.rgb)[0]
-    backend.reset()
+    box = mtcnn.detect(frame.rgb)[0]
+    mediapipe_backend.reset()
     frame.time_s = 3.0
-    assert backend.analyze(frame, box) is not None
-    backend.reset()  # next clip starts at t = 0 again: VIDEO mode must not see time go back
+    assert mediapipe_backend.analyze(frame, box) is not None
+    mediapipe_backend.reset()  # next clip starts at t = 0 again: VIDEO mode must not see time go back
     frame.time_s = 0.0
-    assert backend.analyze(frame, box) is not None
+    assert mediapipe_backend.analyze(frame, box) is not None
 
 
 def test_missing_model_names_the_package(monkeypatch, tmp_path):

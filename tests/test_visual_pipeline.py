@@ -13,28 +13,17 @@ from textualize.visual_cues.face_tracking import MainFaceTracker, box_area
 from textualize.visual_cues.temporal import au_stats, summarize_aus, windows
 
 
-@pytest.fixture(scope="module")
-def detector():
-    from textualize.visual_cues.face_tracking import MTCNNDetector
 
-    return MTCNNDetector()
+
+# fixtures `mediapipe_backend` and `mtcnn` come from conftest.py
 
 
 @pytest.fixture(scope="module")
-def backend():
-    from textualize.visual_cues.au_mediapipe import MediaPipeAUBackend
-
-    b = MediaPipeAUBackend()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
-def extract(detector, backend):
+def extract(mtcnn, mediapipe_backend):
     from textualize.visual_cues.pipeline import extract_facial_cues
 
     def run(path, **kw):
-        return extract_facial_cues(path, backend, detector, **kw)
+        return extract_facial_cues(path, mediapipe_backend, mtcnn, **kw)
 
     return run
 
@@ -276,18 +265,18 @@ def test_bad_arguments(extract, pyfeat_data):
         extract(pyfeat_data / "single_face.mp4", window_s=-1)
 
 
-def test_raw_names_learnt_late_give_rectangular_rows(detector, backend, pyfeat_data):
+def test_raw_names_learnt_late_give_rectangular_rows(mtcnn, mediapipe_backend, pyfeat_data):
     """A backend that does not declare raw_names: rows of the face-less opening frames are padded."""
     from textualize.visual_cues.pipeline import extract_facial_cues
 
     class Undeclared:  # the real MediaPipe backend minus its raw_names declaration
-        name, kind, scale, raw_scale = backend.name, backend.kind, backend.scale, backend.raw_scale
-        au_names = backend.au_names
+        name, kind, scale, raw_scale = mediapipe_backend.name, mediapipe_backend.kind, mediapipe_backend.scale, mediapipe_backend.raw_scale
+        au_names = mediapipe_backend.au_names
 
         def analyze(self, frame, box):
-            return backend.analyze(frame, box)
+            return mediapipe_backend.analyze(frame, box)
 
-    cues = extract_facial_cues(pyfeat_data / "noface_face.mov", Undeclared(), detector, redetect_every=1)
+    cues = extract_facial_cues(pyfeat_data / "noface_face.mov", Undeclared(), mtcnn, redetect_every=1)
     assert not cues.face_present[0] and cues.face_present[-1]
     assert len(cues.raw_names) == 51
     assert {len(r) for r in cues.raw_values} == {51}

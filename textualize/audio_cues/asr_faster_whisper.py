@@ -92,6 +92,20 @@ def too_short(audio: np.ndarray) -> MissingCue | None:
     return None
 
 
+def speech_or_missing(audio: Any, sample_rate: int, vad: Any):
+    """Shared gate of both Whisper backends: checked 16 kHz audio, its duration and Silero VAD
+    spans, or a ``MissingCue`` (too short, no voice activity) so the decoder never runs on nothing."""
+    audio, extra = prepare_audio(audio, sample_rate)
+    short = too_short(audio)
+    if short is not None:
+        return short
+    duration = len(audio) / SAMPLE_RATE
+    spans = silero_vad_spans(audio, vad)
+    if not spans:
+        return MissingCue("no_speech", detail=f"Silero VAD found no voice activity in {duration:.2f} s of audio")
+    return audio, extra, duration, spans
+
+
 def english_only_note(requested_language: str | None) -> str:
     note = "English-only model: language is assumed to be 'en', not detected; non-English speech is transcribed as English"
     if requested_language and requested_language != "en":
@@ -162,14 +176,10 @@ class FasterWhisperASR:
         return Provenance(backend=self.name, model=self.model_name, version=self.version, params=params)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript | MissingCue:
-        audio, extra = prepare_audio(audio, sample_rate)
-        short = too_short(audio)
-        if short is not None:
-            return short
-        duration = len(audio) / SAMPLE_RATE
-        spans = silero_vad_spans(audio, self._vad_options)
-        if not spans:
-            return MissingCue("no_speech", detail=f"Silero VAD found no voice activity in {duration:.2f} s of audio")
+        gated = speech_or_missing(audio, sample_rate, self._vad_options)
+        if isinstance(gated, MissingCue):
+            return gated
+        audio, extra, duration, spans = gated
 
         language = self.language if self.multilingual else None
         if not self.multilingual:

@@ -23,9 +23,7 @@ from textualize.audio_cues.asr_faster_whisper import (
     DEFAULT_MODEL,
     clamp,
     english_only_note,
-    prepare_audio,
-    silero_vad_spans,
-    too_short,
+    speech_or_missing,
     vad_options,
 )
 from textualize.audio_cues.base import SAMPLE_RATE
@@ -109,14 +107,10 @@ class OpenAIWhisperASR:
         import torch
         import whisper
 
-        audio, extra = prepare_audio(audio, sample_rate)
-        short = too_short(audio)
-        if short is not None:
-            return short
-        duration = len(audio) / SAMPLE_RATE
-        spans = silero_vad_spans(audio, self._vad_options)
-        if not spans:
-            return MissingCue("no_speech", detail=f"Silero VAD found no voice activity in {duration:.2f} s of audio")
+        gated = speech_or_missing(audio, sample_rate, self._vad_options)
+        if isinstance(gated, MissingCue):
+            return gated
+        audio, extra, duration, spans = gated
 
         language = self.language if self.multilingual else "en"
         language_probability = math.nan
