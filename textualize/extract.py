@@ -25,6 +25,10 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".flv", ".webm", ".m4v", ".mpg
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt"}
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES | IMAGE_SUFFIXES
 
+# Bump when an extractor's output changes for the same inputs and parameters (a bug fix, a new
+# field): cached clips made by older code are then redone instead of silently reused.
+EXTRACTOR_VERSION = 2
+
 FAILURES_FILE = "failures.jsonl"
 MANIFEST_FILE = "manifest.json"
 
@@ -61,7 +65,9 @@ class ExtractConfig:
 
 
 def clip_cache_key(content_sha256: str, config: ExtractConfig) -> str:
-    return stable_hash({"sha256": content_sha256, "params": config.cache_params(), "schema": SCHEMA_VERSION}, 24)
+    key = {"sha256": content_sha256, "params": config.cache_params(), "schema": SCHEMA_VERSION,
+           "extractor": EXTRACTOR_VERSION}
+    return stable_hash(key, 24)
 
 
 class CueExtractor:
@@ -321,6 +327,7 @@ def write_manifest(out_dir: Path, config: ExtractConfig, items, summary: Extract
         {
             "stage": "extract-cues",
             "schema_version": SCHEMA_VERSION,
+            "extractor_version": EXTRACTOR_VERSION,
             "config": asdict(config),
             "versions": library_versions(),
             "counts": {"total": summary.total, "extracted": summary.done, "cached": summary.cached,
