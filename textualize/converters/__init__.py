@@ -56,6 +56,13 @@ def _face_window(sample: Any, face: Any) -> tuple[float | None, float | None]:
     return start, end
 
 
+def speaker_name(speaker: str | None) -> str:
+    """A name for prompts: corpus speaker ids that are bare numbers (CREMA-D's "1001") read as
+    "speaker 1001"; names (MELD's "Chandler") stay as they are."""
+    name = clean_text(speaker or "")
+    return f"speaker {name}" if name.isdigit() else name
+
+
 def textualize_sample(
     sample: Any,
     cues: ClipCues | Mapping[str, Any] | None,
@@ -77,5 +84,5 @@ def textualize_sample(
         "context": context_fragment(getattr(sample, "context", None) or [], config.transcript),
         "face": face_fragment(face, config.face, config.mode, start, end),
         "voice": prosody_fragment(found.get("prosody"), config.prosody, norm_stats, config.mode, speaker),
-        "speaker": clean_text(speaker or ""),
+        "speaker": speaker_name(speaker),
     }
