@@ -215,6 +215,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         "failures": n_failures,
         "notices": notices,
         "validation": {"errors": len(report.errors), "warnings": len(report.warnings)},
+        "cues_dir": str(cue_dir),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     atomic_write_json(out / "manifest.json", manifest)
@@ -275,6 +276,7 @@ def render_rows(config: BuildConfig, samples, cues_by_sample, label_map: LabelMa
                 "voice_text": fragments.get("voice", ""),
                 "speaker": s.speaker or "",
                 "media_path": s.media_path or "",
+                "cue_clip_id": cues.get("clip_id", ""),
                 "start_s": float(s.start_s) if s.start_s is not None else math.nan,
                 "end_s": float(s.end_s) if s.end_s is not None else math.nan,
                 "missing_cues": missing,

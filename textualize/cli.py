@@ -255,12 +255,39 @@ def show(
     if split not in dd:
         _fail(f"split {split!r} not in {list(dd)}")
     ds = dd[split]
+    manifest_path = out / "manifest.json"
+    cues_dir = Path(json.loads(manifest_path.read_text())["cues_dir"]) if manifest_path.exists() else out / "cues"
     for row in ds.select(range(min(n, len(ds)))):
         console.rule(f"{row['id']}  label={row['label']}  tokens={row['n_tokens']}  missing={row['missing_cues']}")
+        clip_id = row.get("cue_clip_id") or ""
+        if clip_id and (cues_dir / f"{clip_id}.json").exists():
+            console.print(f"[dim]cues: {describe_clip_cues(cues_dir, clip_id)}[/dim]")
         if chat:
             console.print(json.dumps(row["messages"], indent=1, ensure_ascii=False), markup=False)
         else:
             console.print(row["text"], markup=False)
+
+
+def describe_clip_cues(cues_dir: Path, clip_id: str) -> str:
+    """The measured values behind a prompt, in their units (what the words were made from)."""
+    from textualize.cues import MissingCue
+    from textualize.extract import load_clip
+
+    c = load_clip(cues_dir, clip_id)
+    parts = [f"{c.media.duration_s:.1f} s"]
+    if isinstance(c.prosody, MissingCue):
+        parts.append(f"prosody <{c.prosody.reason}>")
+    else:
+        p = c.prosody.clip
+        parts.append(f"pitch {p.pitch_mean_hz:.0f} Hz (sd {p.pitch_sd_st:.1f} st), loudness {p.loudness_mean:.2f} sone, "
+                     f"{p.speaking_rate_syl_per_s:.1f} syl/s, HNR {p.hnr_db:.1f} dB")
+    if isinstance(c.face, MissingCue):
+        parts.append(f"face <{c.face.reason}>")
+    else:
+        top = sorted(c.face.au_summary.items(), key=lambda kv: -kv[1].max if kv[1].max == kv[1].max else 0)[:4]
+        parts.append(f"face in {sum(c.face.face_present)}/{len(c.face.times_s)} frames, max "
+                     + ", ".join(f"{k} {v.max:.2f}" for k, v in top) + f" ({c.face.au_scale})")
+    return "; ".join(parts)
 
 
 @app.command()
