@@ -100,6 +100,8 @@ def test_manifest_with_real_media_missing_file_and_resume(tmp_path, crema_d):
     key = f"{hap['id']}/face_au"
     assert key in feats and feats[key].shape[1] > 10 and f"{hap['id']}/audio_lld" in feats
     assert (out / "norm_stats.json").exists()
+    shown = CliRunner().invoke(app, ["show", str(out), "-n", "1"])
+    assert shown.exit_code == 0 and "cues:" in shown.output and "Hz" in shown.output
     # resume: nothing is extracted again
     cues_before = {p.name: p.stat().st_mtime_ns for p in (out / "cues").glob("*.json") if p.name != "manifest.json"}
     build_dataset(config, **quiet)
