@@ -216,10 +216,31 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         "notices": notices,
         "validation": {"errors": len(report.errors), "warnings": len(report.warnings)},
         "cues_dir": str(cue_dir),
+        "input_hashes": annotation_hashes(root, exclude=out),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
+
+
+ANNOTATION_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".txt", ".yaml", ".yml"}
+
+
+def annotation_hashes(root: Path, exclude: Path | None = None, limit: int = 2000) -> dict[str, str]:
+    """SHA-256 of the corpus' annotation files (labels, splits, transcripts), so a manifest says
+    exactly which annotations a dataset was built from. Media files are hashed per clip in the
+    cue cache instead."""
+    from textualize.media import sha256_file
+
+    if root.is_file():
+        return {root.name: sha256_file(root)}
+    skip = exclude.resolve() if exclude is not None else None
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in ANNOTATION_SUFFIXES
+        and not (skip is not None and p.resolve().is_relative_to(skip))  # our own outputs
+    )[:limit]
+    return {str(p.relative_to(root)): sha256_file(p) for p in files}
 
 
 def fit_training_norm_stats(samples: list[Sample], cues_by_sample: dict[str, dict]):
