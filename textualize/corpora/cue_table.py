@@ -72,9 +72,9 @@ from pathlib import Path
 from typing import Sequence
 
 from textualize import __version__
-from textualize.corpora import AdapterBase, listed, plural
-from textualize.corpora.base import LabelMap, Sample
-from textualize.corpora.manifest import table_rows_to_samples
+from textualize.corpora import listed, plural
+from textualize.corpora.base import Sample
+from textualize.corpora.manifest import ManifestAdapter, read_table, table_rows_to_samples
 from textualize.cues import AUStats, FacialCues, MissingCue, ProsodyCues, ProsodyMeasures, Provenance
 from textualize.registry import CORPORA
 
@@ -164,20 +164,13 @@ def _num(value: object, where: str) -> float:
 
 
 @CORPORA.register("cue-table")
-class CueTableAdapter(AdapterBase):
-    """Per-clip precomputed cues -> samples with ``precomputed`` face/prosody records."""
+class CueTableAdapter(ManifestAdapter):
+    """Per-clip precomputed cues -> samples with ``precomputed`` face/prosody records.
+
+    A manifest whose rows carry cues instead of media: the label map comes from the table (or
+    ``classes=``) exactly as for ``manifest``."""
 
     name = "cue-table"
-
-    def __init__(self, classes: str | Sequence[str] | None = None) -> None:
-        super().__init__()
-        self._classes = classes
-        self._label_map: LabelMap | None = None
-
-    def label_map(self) -> LabelMap:
-        if self._label_map is None:
-            raise ValueError("cue-table: the label map comes from the table; call samples(root) first")
-        return self._label_map
 
     def samples(
         self,
@@ -187,8 +180,6 @@ class CueTableAdapter(AdapterBase):
         require_media: bool = False,
     ) -> list[Sample]:
         """Samples of the cue table at ``root`` (see the module docstring)."""
-        from textualize.corpora.manifest import read_table
-
         self.notices = []
         root = Path(root)
         path = root / "cue_table.csv" if root.is_dir() else root
