@@ -182,6 +182,8 @@ def build_dataset_cmd(
     context_turns: int = typer.Option(0, help="Previous dialogue turns to include (MELD-style corpora)."),
     asr_transcript: bool = typer.Option(False, "--asr-transcript", help="Use the Whisper transcript even when a gold one exists."),
     asr: str = typer.Option("faster-whisper", help="ASR backend."),
+    asr_model: Optional[str] = typer.Option(None, help="ASR model (size name, hub id or folder); default: bundled Whisper tiny.en."),
+    beam_size: int = typer.Option(5, help="Whisper beam size (1 = greedy)."),
     prosody: str = typer.Option("opensmile", help="Prosody backend."),
     au: str = typer.Option("mediapipe", help="AU backend."),
     fps: float = typer.Option(5.0, help="Sampled video frames per second."),
@@ -213,7 +215,8 @@ def build_dataset_cmd(
         shard_index=shard_index, merge=merge, workers=workers, allow_invalid=allow_invalid,
         cues_dir=str(cues_dir) if cues_dir else None,
         adapter_options=_parse_options(option),
-        extract=ExtractConfig(asr=asr, prosody=prosody, au=au, fps=fps, openface_dir=str(openface_dir) if openface_dir else None),
+        extract=ExtractConfig(asr=asr, asr_model=asr_model, beam_size=beam_size, prosody=prosody, au=au, fps=fps,
+                              openface_dir=str(openface_dir) if openface_dir else None),
     )
     try:
         manifest = build_dataset(config, log=lambda m: console.print(m))
