@@ -156,3 +156,25 @@ def test_cue_table_from_real_pyfeat_news_tables(tmp_path, shared_dir):
     dd = load_from_disk(str(out))
     assert dd["train"].num_rows == 16 and dd["test"].num_rows == 4
     assert any("lip corner puller" in t for t in dd["train"]["text"])
+
+
+@pytest.mark.slow
+def test_shards_record_failures_and_merge_renders_the_rest(tmp_path, crema_d):
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(b"ID3" + bytes(range(200)) * 10)
+    csv = tmp_path / "m.csv"
+    rows = ["path,label,split"] + [f"{crema_d / f'1002_DFA_{e}_XX.mp3'},{e.lower()},train" for e in ("ANG", "SAD")]
+    rows.append(f"{corrupt},ang,train")
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    base = dict(dataset="manifest", root=str(csv), out=str(out), modalities=("text", "voice"), num_shards=2,
+                extract=ExtractConfig(beam_size=1))
+    for i in range(2):
+        build_dataset(BuildConfig(**base, shard_index=i), **quiet)
+    # each shard keeps its own extraction records in the shared cue folder
+    assert len(list((out / "cues").glob("manifest.shard-*-of-2.json"))) == 2
+    assert len(list((out / "cues").glob("failures.shard-*-of-2.jsonl"))) == 1  # only the corrupt file failed
+    manifest = build_dataset(BuildConfig(**base, merge=True), **quiet)
+    assert load_from_disk(str(out))["train"].num_rows == 2
+    failures = [json.loads(l) for l in (out / "failures.jsonl").read_text().splitlines()]
+    assert len(failures) == 1 and "corrupt.mp3" in failures[0]["reason"] and manifest["failures"] == 1

@@ -28,7 +28,7 @@ import numpy as np
 from textualize.corpora.base import SPLITS, LabelMap, Sample, validate_samples
 from textualize.cues import MissingCue, ProsodyCues
 from textualize.extract import ExtractConfig, load_clip, run_extraction, sequence_path
-from textualize.manifest import JsonlLog, atomic_write_json, stable_hash
+from textualize.manifest import JsonlLog, atomic_write_json, read_json, stable_hash
 
 MODALITIES = ("text", "face", "voice")
 
@@ -134,21 +134,30 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
     if config.shard_index is not None:
         items = [(cid, p) for cid, p in items if shard_of(cid, config.num_shards) == config.shard_index]
     extraction_failures: dict[str, str] = {}
+    shard_dir = out / "shards"
     if items and (need_audio or need_visual):
         if config.merge:
             from textualize.extract import cached_key, clip_cache_key
             from textualize.media import sha256_file
 
-            missing = [cid for cid, p in items if not p.exists() or cached_key(cue_dir, cid) != clip_cache_key(sha256_file(p), extract_config)]
+            # clips a shard tried and could not process are failures to record, not missing work
+            for record in sorted(shard_dir.glob(f"*-of-{config.num_shards}.json")):
+                extraction_failures.update(read_json(record).get("failed", {}))
+            missing = [
+                cid for cid, p in items
+                if cid not in extraction_failures
+                and (not p.exists() or cached_key(cue_dir, cid) != clip_cache_key(sha256_file(p), extract_config))
+            ]
             if missing:
                 raise BuildError(f"--merge: {len(missing)} clips have no cached cues yet (first: {missing[:5]}); run the shards first")
         else:
             log(f"extracting cues for {len(items)} media files into {cue_dir}")
-            summary = run_extraction(items, cue_dir, extract_config, workers=config.workers, progress=progress)
+            run_name = f"shard-{config.shard_index}-of-{config.num_shards}" if config.shard_index is not None else ""
+            summary = run_extraction(items, cue_dir, extract_config, workers=config.workers, progress=progress, run_name=run_name)
             extraction_failures = {f["clip_id"]: f["reason"] for f in summary.failures}
     if config.shard_index is not None:
-        atomic_write_json(out / "shards" / f"{config.shard_index}-of-{config.num_shards}.json",
-                          {"clips": len(items), "failed": sorted(extraction_failures)})
+        atomic_write_json(shard_dir / f"{config.shard_index}-of-{config.num_shards}.json",
+                          {"clips": len(items), "failed": extraction_failures})
         return {"shard": config.shard_index, "clips": len(items), "failed": len(extraction_failures)}
 
     # ---- cues per sample

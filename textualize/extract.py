@@ -249,13 +249,18 @@ def run_extraction(
     workers: int = 1,
     progress: bool = True,
     on_result: Callable[[dict], None] | None = None,
+    run_name: str = "",
 ) -> ExtractionSummary:
-    """Extract cues for ``(clip_id, path)`` items into ``out_dir``; resumable and cached."""
+    """Extract cues for ``(clip_id, path)`` items into ``out_dir``; resumable and cached.
+
+    ``run_name`` (e.g. ``shard-0-of-4``) gives this run its own failures and manifest files, so
+    shards that share one cue folder never overwrite each other's records.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     summary = ExtractionSummary(out_dir=str(out_dir), total=len(items))
-    failures = JsonlLog(out_dir / FAILURES_FILE)
+    failures = JsonlLog(out_dir / _run_file(FAILURES_FILE, run_name))
     previous_failures = {r.get("clip_id"): r for r in failures}
     if failures.path.exists():
         failures.path.unlink()  # failed clips are retried; this run writes its own
@@ -314,16 +319,24 @@ def run_extraction(
 
     summary.failed = len(summary.failures)
     summary.seconds = time.perf_counter() - t_start
-    write_manifest(out_dir, config, items, summary, previous_failures)
+    write_manifest(out_dir / _run_file(MANIFEST_FILE, run_name), config, items, summary, previous_failures)
     return summary
 
 
-def write_manifest(out_dir: Path, config: ExtractConfig, items, summary: ExtractionSummary, previous_failures) -> None:
+def _run_file(name: str, run_name: str) -> str:
+    """``failures.jsonl`` -> ``failures.shard-0-of-4.jsonl`` for a named run."""
+    if not run_name:
+        return name
+    stem, dot, suffix = name.partition(".")
+    return f"{stem}.{run_name}{dot}{suffix}"
+
+
+def write_manifest(path: Path, config: ExtractConfig, items, summary: ExtractionSummary, previous_failures) -> None:
     from textualize.versions import library_versions
 
     failed = {f["clip_id"] for f in summary.failures}
     atomic_write_json(
-        out_dir / MANIFEST_FILE,
+        path,
         {
             "stage": "extract-cues",
             "schema_version": SCHEMA_VERSION,
