@@ -401,3 +401,24 @@ def test_fast_bins_equal_normstats_bin():
             for spk in (None, "f1", "nobody"):
                 assert _bin(ns, measure, v, spk) == ns.bin(measure, v, speaker=spk), (measure, v, spk)
     assert _bin(ns, "not_a_measure", 1.0, None) is None
+
+
+def test_cues_restricted_to_a_sample_span():
+    """Segments of a long video are described by their own words and prosody only."""
+    import math
+
+    from textualize.converters.spans import prosody_in_span, transcript_in_span
+    from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures, SpeechSegment, Transcript, Word
+
+    words = [Word(" I", 0.0, 0.2), Word(" am", 0.3, 0.5), Word(" fine.", 0.6, 1.0), Word(" Really?", 5.0, 5.6)]
+    tr = Transcript("I am fine. Really?", "en", 1.0, 6.0, [SpeechSegment(" I am fine.", 0.0, 1.0, words=words[:3]),
+                                                           SpeechSegment(" Really?", 5.0, 5.6, words=words[3:])])
+    assert transcript_in_span(tr, 4.5, 6.0).text == "Really?"
+    assert transcript_in_span(tr, 0.0, 1.2).text == "I am fine."
+    assert isinstance(transcript_in_span(tr, 2.0, 4.0), MissingCue)
+    windows = [ProsodyMeasures(0.0, 2.0, pitch_mean_hz=100.0), ProsodyMeasures(1.0, 3.0, pitch_mean_hz=200.0),
+               ProsodyMeasures(2.0, 4.0, pitch_mean_hz=math.nan)]
+    pc = ProsodyCues(clip=ProsodyMeasures(0.0, 4.0, pitch_mean_hz=150.0), windows=windows, window_s=2.0, hop_s=1.0)
+    span = prosody_in_span(pc, 0.0, 2.0)  # window 1 overlaps 2 s, window 2 overlaps 1 s, window 3 is NaN
+    assert span.clip.pitch_mean_hz == pytest.approx((100 * 2 + 200 * 1) / 3)
+    assert prosody_in_span(pc, 0.0, 4.0) is pc  # the whole clip: unchanged

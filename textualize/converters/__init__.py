@@ -12,6 +12,7 @@ from textualize.converters.config import (
 )
 from textualize.converters.face import face_fragment
 from textualize.converters.prosody import prosody_fragment
+from textualize.converters.spans import restrict_to_span
 from textualize.converters.transcript import clean_text, context_fragment, transcript_fragment
 from textualize.cues import ClipCues
 
@@ -75,7 +76,7 @@ def textualize_sample(
     records (``MissingCue`` allowed); missing kinds fall back to ``sample.precomputed``.
     ``norm_stats``: the training split's fitted ``NormStats`` (needed for words-mode prosody).
     """
-    found = _cues_dict(sample, cues)
+    found = restrict_to_span(_cues_dict(sample, cues), getattr(sample, "start_s", None), getattr(sample, "end_s", None))
     speaker = getattr(sample, "speaker", None)
     face = found.get("face")
     start, end = _face_window(sample, face)
