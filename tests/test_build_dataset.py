@@ -180,3 +180,19 @@ def test_shards_record_failures_and_merge_renders_the_rest(tmp_path, crema_d):
     assert load_from_disk(str(out))["train"].num_rows == 2
     failures = [json.loads(l) for l in (out / "failures.jsonl").read_text().splitlines()]
     assert len(failures) == 1 and "corrupt.mp3" in failures[0]["reason"] and manifest["failures"] == 1
+
+
+def test_precomputed_missing_cue_does_not_block_extraction():
+    """A cue-table row with a video but no face columns still gets its face extracted; real
+    precomputed cues are kept."""
+    from textualize.build import _needs_extraction
+    from textualize.corpora.base import Sample
+    from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures
+
+    no_face = Sample("a", "x", "train", media_path="v.mp4", precomputed={"face": MissingCue("no_face")})
+    assert _needs_extraction(no_face, need_audio=False, need_visual=True)
+    with_prosody = Sample("b", "x", "train", media_path="v.mp4",
+                          precomputed={"prosody": ProsodyCues(ProsodyMeasures(0.0, 1.0))})
+    assert not _needs_extraction(with_prosody, need_audio=True, need_visual=False)
+    assert _needs_extraction(with_prosody, need_audio=True, need_visual=True)
+    assert not _needs_extraction(Sample("c", "x", "train"), need_audio=True, need_visual=True)  # text-only

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from textualize.corpora.base import SPLITS, LabelMap, Sample, validate_samples
+from textualize.converters.spans import restrict_to_span
 from textualize.cues import MissingCue, ProsodyCues
 from textualize.extract import ExtractConfig, load_clip, run_extraction, sequence_path
 from textualize.manifest import JsonlLog, atomic_write_json, read_json, stable_hash
@@ -93,6 +94,18 @@ def _needs_media(config: BuildConfig, samples: list[Sample]) -> tuple[bool, bool
     return "voice" in config.modalities or needs_asr, "face" in config.modalities
 
 
+def _precomputed(sample: Sample, kind: str) -> bool:
+    """A real precomputed cue of this kind (a precomputed MissingCue does not stop extraction)."""
+    return kind in sample.precomputed and not isinstance(sample.precomputed[kind], MissingCue)
+
+
+def _needs_extraction(sample: Sample, need_audio: bool, need_visual: bool) -> bool:
+    """Extract from the sample's media when a requested cue kind is not already precomputed."""
+    if not sample.media_path:
+        return False
+    return (need_audio and not _precomputed(sample, "prosody")) or (need_visual and not _precomputed(sample, "face"))
+
+
 def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict:
     t0 = time.perf_counter()
     out = Path(config.out)
@@ -126,7 +139,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
     need_audio, need_visual = _needs_media(config, samples)
     media: dict[str, Path] = {}
     for s in samples:
-        if s.media_path and not s.precomputed.get("face") and (need_audio or need_visual):
+        if _needs_extraction(s, need_audio, need_visual):
             media.setdefault(media_clip_id(s, root), Path(s.media_path))
     cue_dir = Path(config.cues_dir) if config.cues_dir else out / "cues"
     extract_config = ExtractConfig(**{**asdict(config.extract), "audio": need_audio, "visual": need_visual})
@@ -166,7 +179,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
     kept: list[Sample] = []
     for s in samples:
         cues: dict[str, Any] = dict(s.precomputed)
-        if s.media_path and (need_audio or need_visual) and not s.precomputed.get("face"):
+        if _needs_extraction(s, need_audio, need_visual):
             cid = media_clip_id(s, root)
             if cid in extraction_failures or not (cue_dir / f"{cid}.json").exists():
                 reason = extraction_failures.get(cid, "no cached cues")
@@ -175,9 +188,12 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
             if cid not in clip_cache:
                 clip_cache[cid] = load_clip(cue_dir, cid)
             clip = clip_cache[cid]
-            cues.setdefault("transcript", clip.transcript)
-            cues.setdefault("prosody", clip.prosody)
-            cues.setdefault("face", clip.face)
+            for kind in ("transcript", "prosody", "face"):
+                if not _precomputed(s, kind):
+                    cues[kind] = getattr(clip, kind)
+            # a segment or window of a longer file is described by its own span only; the
+            # training statistics below are fitted on these restricted cues too
+            cues = restrict_to_span(cues, s.start_s, s.end_s)
             cues["clip_id"] = cid
         elif s.media_path is None and not s.precomputed:
             reason = "no media (text-only corpus)"
@@ -291,7 +307,7 @@ def render_rows(config: BuildConfig, samples, cues_by_sample, label_map: LabelMa
         missing = sorted(
             cue for modality, cue in (("text", "transcript"), ("face", "face"), ("voice", "prosody"))
             if modality in modalities and isinstance(cues.get(cue), MissingCue)
-            and not (cue == "transcript" and s.transcript and config.prefer_gold_transcript)
+            and not (cue == "transcript" and s.transcript is not None and config.prefer_gold_transcript)
         )
         rows_by_split.setdefault(s.split, []).append(
             {

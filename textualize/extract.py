@@ -158,7 +158,10 @@ def sequence_path(out_dir: Path, clip_id: str) -> Path:
 
 
 def save_clip(out_dir: Path, cues: ClipCues, sequences: dict[str, np.ndarray]) -> None:
-    """Sequences first, JSON last: a JSON on disk means the clip is complete."""
+    """Sequences first, JSON last: a JSON on disk means the clip is complete. A clip redone
+    without sequences loses its old .npz, so stale features never outlive their cues."""
+    if not sequences:
+        sequence_path(out_dir, cues.clip_id).unlink(missing_ok=True)
     if sequences:
         import io
 

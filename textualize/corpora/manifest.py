@@ -126,8 +126,12 @@ def table_rows_to_samples(
             errors.append(f"{where}: no id")
             sid = f"row{i + 1}"
         transcript = rec.get("transcript")
-        if "transcript" in columns:
-            transcript = "" if _is_blank(transcript) else str(transcript)
+        if "transcript" in columns and _is_blank(transcript):
+            # a blank cell beside media means "no gold transcript: use ASR"; without media it is
+            # an empty utterance, kept and reported
+            transcript = None if rec.get("path") and not _is_blank(rec.get("path")) else ""
+        elif transcript is not None:
+            transcript = str(transcript)
         speaker = rec.get("speaker")
         meta = {k: v for k, v in rec.items() if k not in KNOWN and k != "media_path" and not _is_blank(v)}
         splits.append(split)
