@@ -160,3 +160,24 @@ def test_parallel_workers_and_resume_after_interruption(tmp_path, crema_d):
     serial = run_extraction([(clips[2].stem, clips[2])], tmp_path / "serial", config, progress=False)
     assert serial.done == 1
     assert load_clip(tmp_path / "serial", clips[2].stem).transcript.text == parallel.transcript.text
+
+
+def test_parts_are_cached_separately(tmp_path, crema_d):
+    """A face-only (ablation) run on the same cue folder reuses a full run's cues; redoing the
+    audio part with new settings keeps the cached face part and its sequences."""
+    clip = crema_d / "1001_DFA_NEU_XX.flv"
+    item = [(clip.stem, clip)]
+    full = ExtractConfig(fps=2.0, beam_size=1)
+    assert run_extraction(item, tmp_path, full, progress=False).done == 1
+    face_only = ExtractConfig(fps=2.0, beam_size=1, audio=False)
+    assert run_extraction(item, tmp_path, face_only, progress=False).cached == 1
+    before = load_clip(tmp_path, clip.stem)
+    redo_audio = ExtractConfig(fps=2.0, beam_size=2)
+    assert run_extraction(item, tmp_path, redo_audio, progress=False).done == 1
+    after = load_clip(tmp_path, clip.stem)
+    assert after.face.au_values == before.face.au_values or np.allclose(
+        np.asarray(after.face.au_values, float), np.asarray(before.face.au_values, float), equal_nan=True)
+    assert after.part_keys["visual"] == before.part_keys["visual"] and after.part_keys["audio"] != before.part_keys["audio"]
+    seq = np.load(tmp_path / f"{clip.stem}.npz")
+    assert "face_au" in seq.files and "audio_lld" in seq.files
+    assert run_extraction(item, tmp_path, redo_audio, progress=False).cached == 1

@@ -150,7 +150,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
     shard_dir = out / "shards"
     if items and (need_audio or need_visual):
         if config.merge:
-            from textualize.extract import cached_key, clip_cache_key
+            from textualize.extract import stale_parts
             from textualize.media import sha256_file
 
             # clips a shard tried and could not process are failures to record, not missing work
@@ -159,7 +159,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
             missing = [
                 cid for cid, p in items
                 if cid not in extraction_failures
-                and (not p.exists() or cached_key(cue_dir, cid) != clip_cache_key(sha256_file(p), extract_config))
+                and (not p.exists() or stale_parts(cue_dir, cid, sha256_file(p), extract_config))
             ]
             if missing:
                 raise BuildError(f"--merge: {len(missing)} clips have no cached cues yet (first: {missing[:5]}); run the shards first")

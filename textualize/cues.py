@@ -226,7 +226,7 @@ class ClipCues:
     transcript: Transcript | MissingCue
     prosody: ProsodyCues | MissingCue
     face: FacialCues | MissingCue
-    cache_key: str = ""
+    part_keys: dict[str, str] = field(default_factory=dict)  # "audio"/"visual" -> cache key
     schema_version: int = SCHEMA_VERSION
 
 

@@ -1,7 +1,7 @@
 """Cue extraction stage: media files -> one cached ``ClipCues`` JSON per clip.
 
-Cached per clip by content hash + parameters (``cache_key``), run in parallel worker processes
-(each loads its models once), resumable (finished clips are skipped, a crash loses at most the
+Cached per clip and per part (audio, visual) by content hash + parameters (``part_keys``), run in
+parallel worker processes (each loads its models once), resumable (finished clips are skipped, a crash loses at most the
 clips in flight), with a failures file naming every clip that could not be processed and why.
 """
 from __future__ import annotations
@@ -53,21 +53,31 @@ class ExtractConfig:
     visual: bool = True
     save_sequences: bool = True
 
-    def cache_params(self) -> dict[str, Any]:
-        p = asdict(self)
-        if not self.audio:
-            for k in ("asr", "asr_model", "language", "beam_size", "prosody"):
-                p.pop(k)
-        if not self.visual:
-            for k in ("au", "detector", "fps", "max_side", "openface_dir"):
-                p.pop(k)
-        return p
+    def part_params(self) -> dict[str, dict[str, Any]]:
+        """Parameters of each requested part: audio (transcript + prosody) and visual (face).
+
+        Each part is cached under its own key, so a face-only ablation build reuses the audio
+        cues of a full build on the same cue folder and never overwrites them."""
+        parts = {}
+        if self.audio:
+            parts["audio"] = {k: getattr(self, k) for k in (
+                "asr", "asr_model", "language", "beam_size", "prosody", "window_s", "hop_s", "save_sequences")}
+        if self.visual:
+            parts["visual"] = {k: getattr(self, k) for k in (
+                "au", "detector", "fps", "max_side", "openface_dir", "save_sequences")}
+        return parts
 
 
-def clip_cache_key(content_sha256: str, config: ExtractConfig) -> str:
-    key = {"sha256": content_sha256, "params": config.cache_params(), "schema": SCHEMA_VERSION,
-           "extractor": EXTRACTOR_VERSION}
-    return stable_hash(key, 24)
+def part_keys(content_sha256: str, config: ExtractConfig) -> dict[str, str]:
+    """Cache key of each requested part: content hash + that part's parameters + versions."""
+    base = {"sha256": content_sha256, "schema": SCHEMA_VERSION, "extractor": EXTRACTOR_VERSION}
+    return {part: stable_hash({**base, "part": part, "params": params}, 24) for part, params in config.part_params().items()}
+
+
+def stale_parts(out_dir: Path, clip_id: str, content_sha256: str, config: ExtractConfig) -> set[str]:
+    """Requested parts whose cached cues are absent or were made from other inputs or settings."""
+    have = stored_part_keys(out_dir, clip_id)
+    return {part for part, key in part_keys(content_sha256, config).items() if have.get(part) != key}
 
 
 class CueExtractor:
@@ -89,12 +99,18 @@ class CueExtractor:
             if getattr(self.au, "kind", "frames") == "frames":
                 self.detector = FACE_DETECTORS.get(config.detector)(device=device)
 
-    def extract(self, path: str | Path, clip_id: str, content_sha256: str | None = None) -> tuple[ClipCues, dict[str, np.ndarray]]:
+    def extract(
+        self, path: str | Path, clip_id: str, content_sha256: str | None = None, parts: set[str] | None = None
+    ) -> tuple[ClipCues, dict[str, np.ndarray]]:
+        """Cues of one clip; ``parts`` (subset of {"audio", "visual"}) limits the work to the parts
+        that are stale in the cache (default: every part the config requests)."""
         from textualize.cues import MediaInfo
         from textualize.media import load_audio, probe
 
         path = Path(path)
         sha = content_sha256 or sha256_file(path)
+        parts = set(self.config.part_params()) if parts is None else parts
+        do_audio, do_visual = "audio" in parts and self.config.audio, "visual" in parts and self.config.visual
         sequences: dict[str, np.ndarray] = {}
         is_table = path.suffix.lower() in TABLE_SUFFIXES
         if is_table:
@@ -104,7 +120,7 @@ class CueExtractor:
 
         transcript: Any = MissingCue("not_requested")
         prosody: Any = MissingCue("not_requested")
-        if self.config.audio and not is_table:
+        if do_audio and not is_table:
             if not info.has_audio:
                 transcript = MissingCue("no_audio_track", f"{path.name} has no audio stream")
                 prosody = MissingCue("no_audio_track", f"{path.name} has no audio stream")
@@ -123,7 +139,7 @@ class CueExtractor:
                         sequences["audio_lld_hop_s"] = np.asarray(hop_s, dtype=np.float32)
 
         face: Any = MissingCue("not_requested")
-        if self.config.visual:
+        if do_visual:
             if is_table:
                 face = self.au.from_table(str(path))
             elif not info.has_video:
@@ -139,10 +155,8 @@ class CueExtractor:
                 sequences["face_au_names"] = np.asarray(face.au_names)
                 sequences["face_times_s"] = np.asarray(face.times_s, dtype=np.float32)
 
-        cues = ClipCues(
-            clip_id=clip_id, media=info, transcript=transcript, prosody=prosody, face=face,
-            cache_key=clip_cache_key(sha, self.config),
-        )
+        keys = {p: k for p, k in part_keys(sha, self.config).items() if p in parts}
+        cues = ClipCues(clip_id=clip_id, media=info, transcript=transcript, prosody=prosody, face=face, part_keys=keys)
         return cues, sequences
 
 
@@ -175,15 +189,33 @@ def load_clip(out_dir: Path, clip_id: str) -> ClipCues:
     return from_json(read_json(cue_path(out_dir, clip_id)))
 
 
-def cached_key(out_dir: Path, clip_id: str) -> str | None:
+def stored_part_keys(out_dir: Path, clip_id: str) -> dict[str, str]:
     p = cue_path(out_dir, clip_id)
     if not p.exists():
-        return None
+        return {}
     try:
         with open(p, encoding="utf-8") as f:
-            return json.load(f).get("cache_key")
-    except (OSError, json.JSONDecodeError):
-        return None  # a damaged file is redone
+            return dict(json.load(f).get("part_keys") or {})
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        return {}  # a damaged file is redone
+
+
+def merge_with_cached(out_dir: Path, cues: ClipCues, sequences: dict[str, np.ndarray]) -> tuple[ClipCues, dict]:
+    """Keep the cached parts this run did not redo (their cues, keys and sequences)."""
+    have = stored_part_keys(out_dir, cues.clip_id)
+    keep = {p: k for p, k in have.items() if p not in cues.part_keys}
+    if not keep:
+        return cues, sequences
+    old = load_clip(out_dir, cues.clip_id)
+    old_seq = dict(np.load(sequence_path(out_dir, cues.clip_id))) if sequence_path(out_dir, cues.clip_id).exists() else {}
+    if "audio" in keep:
+        cues.transcript, cues.prosody = old.transcript, old.prosody
+        sequences.update({k: v for k, v in old_seq.items() if k.startswith("audio_")})
+    if "visual" in keep:
+        cues.face = old.face
+        sequences.update({k: v for k, v in old_seq.items() if k.startswith("face_")})
+    cues.part_keys = {**keep, **cues.part_keys}
+    return cues, sequences
 
 
 # ---------------------------------------------------------------- worker processes
@@ -203,10 +235,11 @@ def _init_worker(config: ExtractConfig, threads: int) -> None:
     _WORKER = CueExtractor(config)
 
 
-def _run_one(out_dir: str, clip_id: str, path: str, sha: str) -> dict:
+def _run_one(out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | None = None) -> dict:
     t0 = time.perf_counter()
     try:
-        cues, sequences = _WORKER.extract(path, clip_id, content_sha256=sha)
+        cues, sequences = _WORKER.extract(path, clip_id, content_sha256=sha, parts=parts)
+        cues, sequences = merge_with_cached(Path(out_dir), cues, sequences)
         save_clip(Path(out_dir), cues, sequences)
         missing = [m for m in ("transcript", "prosody", "face") if isinstance(getattr(cues, m), MissingCue)
                    and getattr(cues, m).reason != "not_requested"]
@@ -268,7 +301,7 @@ def run_extraction(
     if failures.path.exists():
         failures.path.unlink()  # failed clips are retried; this run writes its own
 
-    todo: list[tuple[str, str, str]] = []
+    todo: list[tuple[str, str, str, set[str]]] = []
     for clip_id, path in items:
         path = Path(path)
         if not path.exists():
@@ -278,10 +311,11 @@ def run_extraction(
             summary.failures.append(rec)
             continue
         sha = sha256_file(path)
-        if cached_key(out_dir, clip_id) == clip_cache_key(sha, config):
+        stale = stale_parts(out_dir, clip_id, sha, config)
+        if not stale:
             summary.cached += 1
             continue
-        todo.append((clip_id, str(path), sha))
+        todo.append((clip_id, str(path), sha, stale))
 
     def handle(result: dict) -> None:
         if result["status"] == "ok":
@@ -304,16 +338,16 @@ def run_extraction(
             task = bar.add_task("", total=len(todo))
             if workers == 1:
                 _init_worker(config, threads)
-                for clip_id, path, sha in todo:
+                for clip_id, path, sha, stale in todo:
                     bar.update(task, description=clip_id)
-                    handle(_run_one(str(out_dir), clip_id, path, sha))
+                    handle(_run_one(str(out_dir), clip_id, path, sha, stale))
                     bar.advance(task)
             else:
                 import multiprocessing as mp
 
                 ctx = mp.get_context("spawn")  # torch + fork can deadlock
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config, threads)) as pool:
-                    futures = [pool.submit(_run_one, str(out_dir), c, p, s) for c, p, s in todo]
+                    futures = [pool.submit(_run_one, str(out_dir), c, p, s, st) for c, p, s, st in todo]
                     for fut in as_completed(futures):
                         result = fut.result()
                         bar.update(task, description=result["clip_id"])
