@@ -301,3 +301,12 @@ def test_librosa_tracks_long_audio_in_chunks(crema_d, backends, monkeypatch):
     assert chunked.end_s == whole.end_s
     assert chunked.pitch_mean_st == pytest.approx(whole.pitch_mean_st, abs=0.3)
     assert chunked.voiced_ratio == pytest.approx(whole.voiced_ratio, abs=0.03)
+
+
+def test_last_clip_memo_shares_one_pass_per_clip():
+    calls = []
+    memo = sr.LastClipMemo()
+    a, b = np.zeros(160, np.float32), np.ones(160, np.float32)
+    for x in (a, a.copy(), b, a):
+        memo.get(x, lambda y: calls.append(float(y[0])) or y.sum())
+    assert calls == [0.0, 1.0, 0.0]  # equal samples reuse; a different clip recomputes

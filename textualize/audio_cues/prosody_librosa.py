@@ -175,9 +175,14 @@ class LibrosaProsody:
         self.hop = int(round(pitch_hop_s * sr.TARGET_SR))
         self.resolution_st = float(resolution_st)
         self.beta_parameters = (float(beta_parameters[0]), float(beta_parameters[1]))
+        self._track_memo = sr.LastClipMemo()
 
     def _track(self, x: np.ndarray):
-        """pYIN f0 (Hz, NaN unvoiced), voicing flag/probability and frame centre times (s)."""
+        """pYIN f0 (Hz, NaN unvoiced), voicing flag/probability and frame centre times (s);
+        measure() and lld() of one clip share one pYIN pass."""
+        return self._track_memo.get(x, self._compute_track)
+
+    def _compute_track(self, x: np.ndarray):
         import librosa
 
         def pyin(y):

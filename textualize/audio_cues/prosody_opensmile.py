@@ -6,7 +6,6 @@ Unvoiced frames are 0 in eGeMAPS' ``*_sma3nz`` descriptors; statistics use voice
 """
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 import math
 
@@ -40,7 +39,7 @@ class OpenSmileProsody:
         self._lld_smile = None
         self._func_smile = None
         self._version = ""
-        self._last_lld = None  # (digest, result) of the last clip, see _run_lld
+        self._lld_memo = sr.LastClipMemo()  # measure() and lld() of one clip share one LLD pass
         self._smiles()
 
     def _smiles(self):
@@ -64,11 +63,9 @@ class OpenSmileProsody:
         return self._lld_smile, self._func_smile
 
     def _run_lld(self, audio16k: np.ndarray):
-        # extraction calls measure() then lld() on the same clip: keep the last result so openSMILE
-        # runs once per clip (keyed by a digest of the samples, so a different clip never matches)
-        key = (audio16k.size, hashlib.blake2b(np.ascontiguousarray(audio16k).view(np.uint8), digest_size=16).digest())
-        if self._last_lld is not None and self._last_lld[0] == key:
-            return self._last_lld[1]
+        return self._lld_memo.get(audio16k, self._compute_lld)
+
+    def _compute_lld(self, audio16k: np.ndarray):
         lld_smile, _ = self._smiles()
         try:
             df = lld_smile.process_signal(audio16k, sr.TARGET_SR)
@@ -76,9 +73,7 @@ class OpenSmileProsody:
             raise ValueError(f"openSMILE failed on {audio16k.size} samples: {type(e).__name__}: {e}") from None
         start = df.index.get_level_values("start").total_seconds().to_numpy()
         end = df.index.get_level_values("end").total_seconds().to_numpy()
-        result = (list(df.columns), (start + end) / 2.0, df.to_numpy(dtype=np.float64))
-        self._last_lld = (key, result)
-        return result
+        return list(df.columns), (start + end) / 2.0, df.to_numpy(dtype=np.float64)
 
     def lld(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> tuple[list[str], float, np.ndarray]:
         """The 25 eGeMAPSv02 LLDs at a 10 ms hop (unvoiced frames 0 in ``*_sma3nz`` columns)."""

@@ -302,3 +302,25 @@ def measures(start_s: float, end_s: float, *parts: dict[str, float]) -> ProsodyM
         for k, v in part.items():
             setattr(m, k, float(v))
     return m
+
+
+class LastClipMemo:
+    """Keeps one backend computation for the last clip it saw.
+
+    Extraction asks a prosody backend for the clip measures and then for the LLD sequence of the
+    same audio; both need the same expensive pass (openSMILE's LLDs, pYIN). Keyed by a digest of
+    the samples, so a different clip never matches.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value = None
+
+    def get(self, audio16k: np.ndarray, compute):
+        import hashlib
+
+        key = (audio16k.size, hashlib.blake2b(np.ascontiguousarray(audio16k).view(np.uint8), digest_size=16).digest())
+        if key != self._key:
+            self._value = compute(audio16k)
+            self._key = key
+        return self._value
