@@ -19,9 +19,8 @@ utterance, so they go to ``meta["episode_start_s"/"episode_end_s"]``, not ``star
 Utterance_ID order.
 
 Text clean-up (``clean_text``): the CSVs mix UTF-8 curly quotes with Windows-1252 bytes that were
-decoded as Latin-1 ("\\x92") or as UTF-8-read-as-1252 mojibake ("â€™", "Â "). ``ftfy`` would fix
-these generally but is not a dependency, so ``MOJIBAKE`` is a small explicit table of exactly the
-sequences MELD contains, applied before curly quotes and the ellipsis are made ASCII.
+decoded as Latin-1 ("\\x92") or as UTF-8-read-as-1252 mojibake ("â€™", "Â "); the toolkit's
+transcript clean-up (ftfy) repairs them and makes quotes ASCII.
 """
 from __future__ import annotations
 
@@ -45,32 +44,12 @@ SPLIT_FILES = {"train": "train_sent_emo.csv", "validation": "dev_sent_emo.csv", 
 VIDEO_DIRS = {"train": "train_splits", "validation": "dev_splits_complete", "test": "output_repeated_splits_test"}
 REQUIRED_COLUMNS = ["Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID"]
 
-# Mojibake sequences -> proper characters. Longest first (they are applied in this order).
-# "â€™" etc.: UTF-8 bytes of typographic punctuation decoded as Windows-1252;
-# "\x91".."\x97", "\x85": Windows-1252 bytes decoded as Latin-1 (C1 control characters);
-# "Â\xa0" / "Â ": a UTF-8 no-break space decoded as Windows-1252.
-MOJIBAKE: list[tuple[str, str]] = [
-    ("â€™", "’"), ("â€˜", "‘"), ("â€œ", "“"), ("â€\x9d", "”"), ("â€", "”"), ("â€”", "—"), ("â€“", "–"),
-    ("â€¦", "…"), ("Ã©", "é"), ("Ã¨", "è"), ("Ã¡", "á"), ("Ã³", "ó"), ("Ã±", "ñ"), ("Ã¼", "ü"),
-    ("Â\xa0", " "), ("Â ", " "), ("Â", ""),
-    ("\x91", "‘"), ("\x92", "’"), ("\x93", "“"), ("\x94", "”"), ("\x85", "…"), ("\x96", "–"), ("\x97", "—"),
-    ("\xa0", " "),
-]
-MOJIBAKE.sort(key=lambda kv: -len(kv[0]))  # "â€”" before "â€"
-_MOJIBAKE_CHARS = "[" + "".join(sorted({bad[0] for bad, _ in MOJIBAKE})) + "]"
-# Typographic quotes and the ellipsis character -> ASCII, so the same word is one token string.
-ASCII_PUNCT = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "…": "...", "´": "'"})
-
-
 def clean_text(series: pd.Series) -> pd.Series:
-    """Vectorised mojibake repair + quote normalisation + whitespace collapse."""
-    s = series.fillna("").astype(str)
-    if s.str.contains(_MOJIBAKE_CHARS, regex=True).any():  # one scan; clean UTF-8 files skip the table
-        for bad, good in MOJIBAKE:
-            if s.str.contains(bad, regex=False).any():
-                s = s.str.replace(bad, good, regex=False)
-    s = s.str.translate(ASCII_PUNCT)
-    return s.str.replace(r"\s+", " ", regex=True).str.strip()
+    """The toolkit's one text clean-up (``converters.transcript.clean_text``: ftfy repair of the
+    mojibake, ASCII quotes, whitespace), applied per utterance (cached: MELD repeats lines)."""
+    from textualize.converters.transcript import clean_text as clean_one
+
+    return series.fillna("").astype(str).map(clean_one)
 
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
