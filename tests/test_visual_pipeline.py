@@ -10,7 +10,8 @@ import pytest
 from textualize.cues import FaceBox, FacialCues, MissingCue, from_json, to_json
 from textualize.media import MediaError, iter_frames, probe
 from textualize.visual_cues.face_tracking import MainFaceTracker, box_area
-from textualize.visual_cues.temporal import au_stats, summarize_aus, windows
+from textualize.cues import time_windows as windows
+from textualize.visual_cues.temporal import au_stats, summarize_aus
 
 
 

@@ -234,6 +234,29 @@ def is_missing(cue: Any) -> bool:
     return isinstance(cue, MissingCue)
 
 
+def time_windows(duration_s: float, window_s: float, hop_s: float | None = None) -> list[tuple[float, float]]:
+    """(start_s, end_s) windows of ``window_s`` every ``hop_s`` (default: back to back) covering
+    [0, duration_s]; the last is clipped to the duration. A clip shorter than one window gives one
+    window over the whole clip. The one definition of analysis windows, so face and voice
+    windows line up."""
+    if window_s <= 0:
+        raise ValueError(f"window_s must be > 0, got {window_s}")
+    hop = window_s if hop_s is None else hop_s
+    if hop <= 0:
+        raise ValueError(f"hop_s must be > 0, got {hop_s}")
+    if not math.isfinite(duration_s) or duration_s <= 0:
+        return []
+    out: list[tuple[float, float]] = []
+    start = 0.0
+    while True:
+        end = min(start + window_s, duration_s)
+        out.append((round(start, 6), round(end, 6)))
+        if end >= duration_s - 1e-9:
+            break
+        start += hop
+    return out
+
+
 # ---------------------------------------------------------------- JSON round trip
 
 _CUE_TYPES = {

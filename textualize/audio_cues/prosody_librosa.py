@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from textualize.audio_cues import speech_rate as sr
-from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures, Provenance, Word
+from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures, Provenance, Word, time_windows
 from textualize.registry import PROSODY_BACKENDS
 
 FMIN_HZ = 65.0
@@ -168,7 +168,7 @@ class LibrosaProsody:
                  **options):
         if options:
             raise TypeError(f"librosa prosody: unknown options {sorted(options)}")
-        sr.window_spans(1.0, window_s, hop_s)  # validates window/hop
+        time_windows(1.0, window_s, hop_s)  # validates window/hop
         if not 0.005 <= pitch_hop_s <= 0.02:
             raise ValueError(f"pitch_hop_s must be 5-20 ms, got {pitch_hop_s}")
         self.window_s, self.hop_s = float(window_s), float(hop_s)
@@ -269,7 +269,7 @@ class LibrosaProsody:
             return sr.measures(a, b, sr.pitch_stats(f0_st[sel]), sr.rate_and_pause_measures(timing, a, b), level)
 
         clip = span(0.0, duration)
-        windows = [span(a, b) for a, b in sr.window_spans(duration, self.window_s, self.hop_s)]
+        windows = [span(a, b) for a, b in time_windows(duration, self.window_s, self.hop_s)]
         return ProsodyCues(
             clip=clip,
             windows=windows,

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from textualize.audio_cues import speech_rate as sr
-from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures, Provenance, Word
+from textualize.cues import MissingCue, ProsodyCues, ProsodyMeasures, Provenance, Word, time_windows
 from textualize.registry import PROSODY_BACKENDS
 
 F0 = "F0semitoneFrom27.5Hz_sma3nz"
@@ -33,7 +33,7 @@ class OpenSmileProsody:
     def __init__(self, window_s: float = 2.0, hop_s: float = 1.0, **options):
         if options:
             raise TypeError(f"opensmile prosody: unknown options {sorted(options)}")
-        sr.window_spans(1.0, window_s, hop_s)  # validates window/hop
+        time_windows(1.0, window_s, hop_s)  # validates window/hop
         self.window_s = float(window_s)
         self.hop_s = float(hop_s)
         self._lld_smile = None
@@ -131,7 +131,7 @@ class OpenSmileProsody:
             return sr.measures(a, b, *parts, level)
 
         clip = span(0.0, duration)
-        windows = [span(a, b) for a, b in sr.window_spans(duration, self.window_s, self.hop_s)]
+        windows = [span(a, b) for a, b in time_windows(duration, self.window_s, self.hop_s)]
         functionals = {str(k): float(v) for k, v in func.iloc[0].items()}
         return ProsodyCues(
             clip=clip,

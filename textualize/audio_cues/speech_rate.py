@@ -75,19 +75,6 @@ def missing_reason(audio16k: np.ndarray) -> MissingCue | None:
     return None
 
 
-def window_spans(duration_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
-    """Windows of ``window_s`` every ``hop_s`` that together cover [0, duration_s].
-
-    The last window is cut at the clip's end; a clip shorter than one window is a single window.
-    """
-    if not (window_s > 0 and hop_s > 0):
-        raise ValueError(f"window_s and hop_s must be > 0, got {window_s}, {hop_s}")
-    if duration_s <= window_s:
-        return [(0.0, float(duration_s))]
-    n = int(math.ceil((duration_s - window_s) / hop_s - 1e-9)) + 1
-    return [(k * hop_s, min(k * hop_s + window_s, duration_s)) for k in range(n)]
-
-
 # ---------------------------------------------------------------- span statistics
 
 

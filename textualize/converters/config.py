@@ -94,11 +94,14 @@ def _default_scales() -> dict[str, ScaleGrades]:
     - ``activation`` (MediaPipe blendshapes 0-1), at the apex: neutral faces stay mostly below
       0.2-0.3, clear expressions exceed 0.4: slight 0.3-0.5, moderate 0.5-0.7, strong >= 0.7.
     """
+    from textualize.visual_cues.au_vocabulary import ACTIVITY_THRESHOLDS as active
+
     return {
-        "probability": ScaleGrades(0.5, ((0.5, "weak"), (0.75, "moderate"), (0.9, "strong")), "mean", numeric_prefix="p="),
-        "intensity_0_5": ScaleGrades(1.0, ((1.0, "slight"), (2.0, "moderate"), (3.0, "strong")), peak_margin=0.5,
-                                     numeric_suffix="/5"),
-        "activation": ScaleGrades(0.3, ((0.3, "slight"), (0.5, "moderate"), (0.7, "strong"))),
+        "probability": ScaleGrades(active["probability"], ((0.5, "weak"), (0.75, "moderate"), (0.9, "strong")), "mean",
+                                   numeric_prefix="p="),
+        "intensity_0_5": ScaleGrades(active["intensity_0_5"], ((1.0, "slight"), (2.0, "moderate"), (3.0, "strong")),
+                                     peak_margin=0.5, numeric_suffix="/5"),
+        "activation": ScaleGrades(active["activation"], ((0.3, "slight"), (0.5, "moderate"), (0.7, "strong"))),
     }
 
 

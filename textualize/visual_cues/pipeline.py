@@ -13,19 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from textualize.cues import FaceBox, FacialCues, MissingCue, Provenance
-from textualize.media import MediaError, NoVideoTrackError, iter_frames
+from textualize.media import IMAGE_SUFFIXES, MediaError, NoVideoTrackError, iter_frames
 from textualize.visual_cues.au_vocabulary import normalize_au_id
 from textualize.visual_cues.face_tracking import MainFaceTracker
 from textualize.visual_cues.temporal import summarize_aus, windowed_summaries
-
-
-def analysis_frame_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    """(width, height) of the frames the pipeline analyses (``iter_frames``' downscaling rule);
-    boxes in ``FacialCues`` are in these pixels."""
-    if max_side and max(width, height) > max_side:
-        scale = max_side / max(width, height)
-        return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
-    return width, height
 
 
 def _build_backend(au_backend: Any) -> Any:
@@ -201,7 +192,7 @@ def extract_facial_cues(
     if hasattr(backend, "finish_clip"):  # e.g. OpenFace's offline (whole-clip) correction
         values = _apply_offline_estimate(backend, times, values)
 
-    is_image = len(times) == 1 and path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+    is_image = len(times) == 1 and path.suffix.lower() in IMAGE_SUFFIXES
     params: dict[str, Any] = {"fps": fps, "max_side": max_side, "window_s": window_s, "batch_size": batch_size,
                               "redetect_every": redetect_every}
     params.update(getattr(backend, "params", {}) or {})

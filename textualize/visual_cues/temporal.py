@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from textualize.cues import AUStats
+from textualize.cues import AUStats, time_windows
 from textualize.visual_cues.au_vocabulary import ACTIVITY_THRESHOLDS
 
 
@@ -94,27 +94,6 @@ def summarize_aus(
     }
 
 
-def windows(duration_s: float, window_s: float, hop_s: float | None = None) -> list[tuple[float, float]]:
-    """(start_s, end_s) windows covering [0, duration_s]; the last is clipped to the duration.
-    A clip shorter than one window gives one window over the whole clip."""
-    if window_s <= 0:
-        raise ValueError(f"window_s must be > 0, got {window_s}")
-    hop = window_s if hop_s is None else hop_s
-    if hop <= 0:
-        raise ValueError(f"hop_s must be > 0, got {hop_s}")
-    if not math.isfinite(duration_s) or duration_s <= 0:
-        return []
-    out: list[tuple[float, float]] = []
-    start = 0.0
-    while True:
-        end = min(start + window_s, duration_s)
-        out.append((round(start, 6), round(end, 6)))
-        if end >= duration_s - 1e-9:
-            break
-        start += hop
-    return out
-
-
 def windowed_summaries(
     au_names: Sequence[str],
     au_values: Sequence[Sequence[float]],
@@ -130,5 +109,5 @@ def windowed_summaries(
         duration_s = float(t[-1] + (_frame_period(t) or 0.0)) if t.size else 0.0
     return [
         ((a, b), summarize_aus(au_names, au_values, times_s, scale, a, b))
-        for a, b in windows(duration_s, window_s, hop_s)
+        for a, b in time_windows(duration_s, window_s, hop_s)
     ]
