@@ -88,6 +88,13 @@ def test_cli_extracts_real_clips(tmp_path, crema_d):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["extracted"] == 2 and manifest["versions"]["faster-whisper"] != "not installed"
 
+    # timelines a researcher can look at: AU traces, pitch/loudness, words
+    plotted = CliRunner().invoke(app, ["plot", str(out), "--out", str(tmp_path / "plots")])
+    assert plotted.exit_code == 0, plotted.output
+    for clip in clips:
+        png = (tmp_path / "plots" / f"{clip.stem}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
     # resumable: a second run re-does nothing; a changed parameter re-does everything
     again = run_extraction([(c.stem, c) for c in clips], out, ExtractConfig(fps=5.0), progress=False)
     assert again.cached == 2 and again.done == 0

@@ -294,6 +294,26 @@ def describe_clip_cues(cues_dir: Path, clip_id: str) -> str:
 
 
 @app.command()
+def plot(
+    cues_dir: Path = typer.Argument(..., help="A folder written by extract-cues (or OUT/cues of build-dataset)."),
+    clip_ids: List[str] = typer.Argument(None, help="Clips to plot (default: all in the folder)."),
+    out: Path = typer.Option(Path("plots"), "--out", help="Folder for the PNG files (<clip id>.png)."),
+    top_aus: int = typer.Option(6, help="How many of the strongest AUs to draw."),
+) -> None:
+    """Draw each clip's cues over time (AU traces, pitch and loudness, words) as a PNG, to check
+    by eye what the extractors measured before trusting the prompts."""
+    from textualize.plots import plot_clip
+
+    ids = clip_ids or sorted(p.stem for p in cues_dir.glob("*.json") if not p.name.startswith("manifest"))
+    if not ids:
+        _fail(f"no cue files in {cues_dir}")
+    for cid in ids:
+        if not (cues_dir / f"{cid}.json").exists():
+            _fail(f"{cues_dir / (cid + '.json')} not found")
+        console.print(f"{plot_clip(cues_dir, cid, out / f'{cid}.png', top_aus=top_aus)}")
+
+
+@app.command()
 def templates() -> None:
     """List the prompt templates in prompts/ with their id, version and hash."""
     from textualize.templates import list_templates
