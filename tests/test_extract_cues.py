@@ -139,14 +139,18 @@ def test_non_english_speech_is_transcribed_with_language_info(tmp_path):
     assert isinstance(clip.transcript, (Transcript, MissingCue))  # tiny.en is English-only: no crash
 
 
-def test_duplicate_clip_ids_are_an_error(tmp_path, crema_d):
+def test_clip_ids_are_unique_by_construction(tmp_path, crema_d):
+    from textualize.extract import clip_ids_for
+
     a = tmp_path / "a" / "clip.mp3"
     b = tmp_path / "b" / "clip.mp3"
     for p in (a, b):
         p.parent.mkdir()
         shutil.copy(crema_d / "1002_DFA_SAD_XX.mp3", p)
-    result = CliRunner().invoke(app, ["extract-cues", str(a), str(b), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "share the clip id" in result.output
+    image, video = tmp_path / "a" / "face.jpg", tmp_path / "a" / "face.mp4"
+    assert clip_ids_for([a, b, image, video, tmp_path / "x.wav"]) == ["a__clip.mp3", "b__clip.mp3", "face.jpg", "face.mp4", "x"]
+    result = CliRunner().invoke(app, ["extract-cues", str(a), str(a), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "given twice" in result.output
 
 
 def test_unknown_backend_is_a_clear_cli_error(tmp_path, crema_d):

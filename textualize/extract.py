@@ -266,15 +266,36 @@ class ExtractionSummary:
 
 
 def clip_ids_for(paths: list[Path]) -> list[str]:
-    """Clip ids from file names; duplicates are an error naming both files (never overwritten)."""
-    seen: dict[str, Path] = {}
-    ids = []
-    for p in paths:
-        cid = p.stem
-        if cid in seen:
-            raise ValueError(f"two inputs share the clip id {cid!r}: {seen[cid]} and {p}; rename one or pass ids")
-        seen[cid] = p
-        ids.append(cid)
+    """Clip ids from file names, unique by construction and never silently overwritten.
+
+    The stem by default (``clip.mp4`` -> ``clip``); stems shared by several inputs keep their
+    extension (``single_face.jpg`` / ``single_face.mp4`` -> ``single_face.jpg``, ``single_face.mp4``),
+    then their folder (``a/clip.mp3`` / ``b/clip.mp3`` -> ``a__clip.mp3``, ``b__clip.mp3``). The same
+    file given twice is an error naming it.
+    """
+    resolved = [p.resolve() for p in paths]
+    seen: dict[Path, int] = {}
+    for i, r in enumerate(resolved):
+        if r in seen:
+            raise ValueError(f"the same input is given twice: {paths[seen[r]]} and {paths[i]}")
+        seen[r] = i
+
+    def unique(candidates: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for c in candidates:
+            counts[c] = counts.get(c, 0) + 1
+        return counts
+
+    ids = [p.stem for p in paths]
+    for rule in (lambda p: p.name, lambda p: f"{p.parent.name}__{p.name}"):
+        counts = unique(ids)
+        if all(n == 1 for n in counts.values()):
+            break
+        ids = [rule(p) if counts[cid] > 1 else cid for p, cid in zip(paths, ids)]
+    counts = unique(ids)
+    clashes = sorted(c for c, n in counts.items() if n > 1)
+    if clashes:
+        raise ValueError(f"inputs share the clip id {clashes[0]!r} even with folder and extension; rename one")
     return ids
 
 
