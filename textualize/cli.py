@@ -89,11 +89,17 @@ def extract_cues(
     Resumable: clips whose JSON matches the content hash and parameters are skipped. Clips that
     fail are listed in OUT/failures.jsonl with the reason; the run goes on.
     """
-    from textualize.extract import ExtractConfig, clip_ids_for, expand_inputs, run_extraction
+    from textualize.extract import (
+        MEDIA_SUFFIXES, TABLE_SUFFIXES, ExtractConfig, clip_ids_for, expand_inputs, run_extraction,
+    )
     from textualize.models import ModelUnavailableError
-    from textualize.registry import UnknownBackendError
+    from textualize.registry import AU_BACKENDS, UnknownBackendError
 
-    files = expand_inputs(paths)
+    try:  # folders expand to per-frame tables only for a table backend (--au csv), else to media
+        table_backend = not no_visual and getattr(AU_BACKENDS.get(au), "kind", "frames") == "table"
+    except UnknownBackendError as e:
+        _fail(str(e))
+    files = expand_inputs(paths, MEDIA_SUFFIXES | (TABLE_SUFFIXES if table_backend else set()))
     if not files:
         _fail("no media files found in the given paths")
     try:

@@ -27,7 +27,7 @@ MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES | IMAGE_SUFFIXES
 
 # Bump when an extractor's output changes for the same inputs and parameters (a bug fix, a new
 # field): cached clips made by older code are then redone instead of silently reused.
-EXTRACTOR_VERSION = 2
+EXTRACTOR_VERSION = 3
 
 FAILURES_FILE = "failures.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -131,7 +131,11 @@ class CueExtractor:
                 else:
                     transcript = self.asr.transcribe(audio, 16_000)
                     words = None if isinstance(transcript, MissingCue) else transcript.words
-                    prosody = self.prosody.measure(audio, 16_000, words=words)
+                    if no_voice_activity(transcript):
+                        # music, laughter or noise only: its pitch and loudness are not a voice
+                        prosody = MissingCue("no_speech", f"{transcript.detail}; the sound is not described as a voice")
+                    else:
+                        prosody = self.prosody.measure(audio, 16_000, words=words)
                     if self.config.save_sequences and not isinstance(prosody, MissingCue):
                         names, hop_s, lld = self.prosody.lld(audio, 16_000)
                         sequences["audio_lld"] = np.asarray(lld, dtype=np.float32)
@@ -158,6 +162,14 @@ class CueExtractor:
         keys = {p: k for p, k in part_keys(sha, self.config).items() if p in parts}
         cues = ClipCues(clip_id=clip_id, media=info, transcript=transcript, prosody=prosody, face=face, part_keys=keys)
         return cues, sequences
+
+
+def no_voice_activity(transcript: Any) -> bool:
+    """True when the ASR backend's voice-activity gate found no speech at all (as opposed to
+    speech that decoded to no text, whose prosody is still a voice)."""
+    from textualize.audio_cues.asr_faster_whisper import NO_VOICE_ACTIVITY
+
+    return isinstance(transcript, MissingCue) and transcript.detail.startswith(NO_VOICE_ACTIVITY)
 
 
 # ---------------------------------------------------------------- on-disk cache

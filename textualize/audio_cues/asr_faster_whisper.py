@@ -92,6 +92,9 @@ def too_short(audio: np.ndarray) -> MissingCue | None:
     return None
 
 
+NO_VOICE_ACTIVITY = "Silero VAD found no voice activity"  # detail prefix the extractor relies on
+
+
 def speech_or_missing(audio: Any, sample_rate: int, vad: Any):
     """Shared gate of both Whisper backends: checked 16 kHz audio, its duration and Silero VAD
     spans, or a ``MissingCue`` (too short, no voice activity) so the decoder never runs on nothing."""
@@ -102,7 +105,7 @@ def speech_or_missing(audio: Any, sample_rate: int, vad: Any):
     duration = len(audio) / SAMPLE_RATE
     spans = silero_vad_spans(audio, vad)
     if not spans:
-        return MissingCue("no_speech", detail=f"Silero VAD found no voice activity in {duration:.2f} s of audio")
+        return MissingCue("no_speech", detail=f"{NO_VOICE_ACTIVITY} in {duration:.2f} s of audio")
     return audio, extra, duration, spans
 
 
