@@ -196,3 +196,23 @@ def test_precomputed_missing_cue_does_not_block_extraction():
     assert not _needs_extraction(with_prosody, need_audio=True, need_visual=False)
     assert _needs_extraction(with_prosody, need_audio=True, need_visual=True)
     assert not _needs_extraction(Sample("c", "x", "train"), need_audio=True, need_visual=True)  # text-only
+
+
+def test_converter_settings_from_a_file(tmp_path, meld_root):
+    """AU thresholds, measures and wording are settings (YAML), recorded with a hash; a typo is a
+    clear error before any work."""
+    cfg = tmp_path / "conv.yaml"
+    cfg.write_text("transcript:\n  empty_marker: '(silence)'\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["build-dataset", "--dataset", "meld", "--root", str(meld_root), "--out", str(out),
+                                      "--modalities", "text", "--converter-config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    empty = load_from_disk(str(out))["train"].filter(lambda r: r["id"] == "train_dia1_utt1")[0]
+    assert "(silence)" in empty["text"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["converters"]["config"]["transcript"]["empty_marker"] == "(silence)"
+    assert len(manifest["converters"]["hash"]) == 12
+    cfg.write_text("face:\n  top_m: 3\n")
+    bad = CliRunner().invoke(app, ["build-dataset", "--dataset", "meld", "--root", str(meld_root), "--out", str(tmp_path / "o2"),
+                                   "--modalities", "text", "--converter-config", str(cfg)])
+    assert bad.exit_code == 2 and "converter settings" in bad.output and "top_m" in bad.output

@@ -56,6 +56,7 @@ class BuildConfig:
     allow_invalid: bool = False  # record invalid samples as failures instead of stopping
     cues_dir: str | None = None  # shared cue cache (default OUT/cues): other templates reuse it
     adapter_options: dict[str, Any] = field(default_factory=dict)
+    converter_config: dict[str, Any] = field(default_factory=dict)  # TextualizeConfig.to_dict() form
     extract: ExtractConfig = field(default_factory=ExtractConfig)
 
 
@@ -112,6 +113,13 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
     out.mkdir(parents=True, exist_ok=True)
     if not set(config.modalities) or not set(config.modalities) <= set(MODALITIES):
         raise BuildError(f"--modalities must be a non-empty subset of {','.join(MODALITIES)}")
+
+    from textualize.converters.config import TextualizeConfig
+
+    try:  # a typo in the converter settings fails here, before any extraction
+        TextualizeConfig.from_build(config)
+    except (TypeError, ValueError, KeyError) as e:
+        raise BuildError(f"converter settings: {e}") from None
 
     adapter, label_map, samples, notices = load_samples(config)
     # adapters log their notices themselves (logger "textualize.corpora"); the manifest keeps them
@@ -226,6 +234,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
     from textualize.versions import library_versions
 
     template = load_template(config.template)
+    converters = TextualizeConfig.from_build(config)
     counts = {split: {"rows": len(rows), "labels": _label_counts(rows)} for split, rows in rows_by_split.items()}
     n_failures = sum(1 for _ in failures)
     manifest = {
@@ -233,6 +242,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         "dataset": config.dataset,
         "label_map": label_map.to_dict(),
         "template": {"id": template.id, "version": template.version, "hash": template.hash},
+        "converters": {"hash": converters.hash, "config": converters.to_dict()},
         "modalities": list(config.modalities),
         "config": _jsonable(asdict(config)),
         "versions": library_versions(),

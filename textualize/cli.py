@@ -161,6 +161,19 @@ def print_cue_table(out: Path) -> None:
     console.print(table)
 
 
+def _load_mapping(path: Optional[Path]) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.exists():
+        _fail(f"{path} not found")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML too
+    if not isinstance(data, dict):
+        _fail(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
 def _parse_options(options: list[str]) -> dict:
     out = {}
     for o in options:
@@ -202,6 +215,9 @@ def build_dataset_cmd(
     allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Record invalid samples in failures.jsonl instead of stopping."),
     cues_dir: Optional[Path] = typer.Option(None, help="Cue cache folder (default OUT/cues); share it between builds with other templates or modalities."),
     option: List[str] = typer.Option([], "--option", help="Adapter option KEY=VALUE (e.g. level=window, window_s=2)."),
+    converter_config: Optional[Path] = typer.Option(
+        None, help="YAML/JSON with converter settings (AU thresholds per scale, top-n AUs, prosody measures and "
+                   "words ...), in the form manifest.json's 'converters.config' records; absent keys keep defaults."),
 ) -> None:
     """Build a Hugging Face DatasetDict (train/validation/test; columns id, label, text, messages,
     template_id, template_hash, n_tokens …) plus per-sample feature sequences for the feature
@@ -220,7 +236,7 @@ def build_dataset_cmd(
         tokenizer=None if tokenizer == "none" else tokenizer, num_shards=num_shards,
         shard_index=shard_index, merge=merge, workers=workers, allow_invalid=allow_invalid,
         cues_dir=str(cues_dir) if cues_dir else None,
-        adapter_options=_parse_options(option),
+        adapter_options=_parse_options(option), converter_config=_load_mapping(converter_config),
         extract=ExtractConfig(asr=asr, asr_model=asr_model, beam_size=beam_size, prosody=prosody, au=au, fps=fps,
                               openface_dir=str(openface_dir) if openface_dir else None),
     )

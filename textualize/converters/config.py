@@ -179,13 +179,14 @@ class TextualizeConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TextualizeConfig":
         face = dict(d.get("face", {}))
-        if "scales" in face:
-            face["scales"] = {
-                k: ScaleGrades(v["active"], tuple((float(b), str(w)) for b, w in v["levels"]),
-                               v.get("statistic", "max"), v.get("peak_margin", 0.1),
-                               v.get("numeric_suffix", ""), v.get("numeric_prefix", ""))
-                for k, v in face["scales"].items()
-            }
+        if "scales" in face:  # given scales and fields override the defaults; the rest stay
+            scales = _default_scales()
+            for k, v in face["scales"].items():
+                base = dataclasses.asdict(scales[k]) if k in scales else {}
+                merged = {**base, **v}
+                merged["levels"] = tuple((float(b), str(w)) for b, w in merged["levels"])
+                scales[k] = ScaleGrades(**merged)
+            face["scales"] = scales
         transcript = dict(d.get("transcript", {}))
         if "hallucination_phrases" in transcript:
             transcript["hallucination_phrases"] = tuple(transcript["hallucination_phrases"])
@@ -199,14 +200,13 @@ class TextualizeConfig:
 
     @classmethod
     def from_build(cls, build: Any) -> "TextualizeConfig":
-        """Defaults plus the options a ``build.BuildConfig`` exposes on the command line."""
-        return cls(
-            mode=getattr(build, "mode", "words"),
-            transcript=TranscriptConfig(
-                prefer_gold=getattr(build, "prefer_gold_transcript", True),
-                context_turns=int(getattr(build, "context_turns", 0) or 0),
-            ),
-        )
+        """The options a ``build.BuildConfig`` exposes on the command line, over the settings of
+        its ``converter_config`` (a dict as ``to_dict`` writes it; absent keys keep defaults)."""
+        base = dict(getattr(build, "converter_config", None) or {})
+        transcript = {**base.get("transcript", {}),
+                      "prefer_gold": getattr(build, "prefer_gold_transcript", True),
+                      "context_turns": int(getattr(build, "context_turns", 0) or 0)}
+        return cls.from_dict({**base, "mode": getattr(build, "mode", "words"), "transcript": transcript})
 
     @property
     def hash(self) -> str:
