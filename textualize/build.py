@@ -137,9 +137,10 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         for e in report.errors:
             failures.append({"id": e["id"], "stage": "validation", "reason": f"{e['problem']}: {e['detail']}"})
         samples = [s for s in samples if s.id not in invalid_ids]
-    for w in report.warnings:
-        log(f"warning: {w['id']}: {w['problem']} ({w['detail']})") if len(report.warnings) <= 10 else None
-    if len(report.warnings) > 10:
+    if len(report.warnings) <= 10:
+        for w in report.warnings:
+            log(f"warning: {w['id']}: {w['problem']} ({w['detail']})")
+    else:
         log(f"{len(report.warnings)} warnings (see {out / 'validation.json'})")
 
     # ---- extraction (the only stage that is sharded)
