@@ -43,6 +43,12 @@ def test_cue_json_round_trip_keeps_nan_and_types():
     assert isinstance(back.face.au_summary["AU12"], AUStats)
 
 
+def test_to_json_writes_paths_as_strings():
+    from pathlib import Path
+
+    assert to_json({"root": Path("a/b"), "x": [float("nan"), 1.5]}) == {"root": "a/b", "x": [None, 1.5]}
+
+
 def test_missing_cue_round_trip():
     clip = _clip()
     clip.face = MissingCue("no_face", "0 of 12 frames had a face")

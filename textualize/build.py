@@ -27,7 +27,7 @@ import numpy as np
 
 from textualize.corpora.base import SPLITS, LabelMap, Sample, validate_samples
 from textualize.converters.spans import restrict_to_span
-from textualize.cues import MissingCue, ProsodyCues
+from textualize.cues import MissingCue, ProsodyCues, to_json
 from textualize.extract import ExtractConfig, load_clip, run_extraction, sequence_path
 from textualize.manifest import JsonlLog, atomic_write_json, read_json, stable_hash
 
@@ -245,7 +245,7 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         "template": {"id": template.id, "version": template.version, "hash": template.hash},
         "converters": {"hash": converters.hash, "config": converters.to_dict()},
         "modalities": list(config.modalities),
-        "config": _jsonable(asdict(config)),
+        "config": to_json(asdict(config)),
         "versions": library_versions(),
         "counts": counts,
         "failures": n_failures,
@@ -420,15 +420,3 @@ def _label_counts(rows: list[dict]) -> dict[str, int]:
     for r in rows:
         counts[r["label"]] = counts.get(r["label"], 0) + 1
     return dict(sorted(counts.items()))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -230,10 +231,6 @@ class ClipCues:
     schema_version: int = SCHEMA_VERSION
 
 
-def is_missing(cue: Any) -> bool:
-    return isinstance(cue, MissingCue)
-
-
 def time_windows(duration_s: float, window_s: float, hop_s: float | None = None) -> list[tuple[float, float]]:
     """(start_s, end_s) windows of ``window_s`` every ``hop_s`` (default: back to back) covering
     [0, duration_s]; the last is clipped to the duration. A clip shorter than one window gives one
@@ -285,6 +282,8 @@ def to_json(obj: Any) -> Any:
         return {str(k): to_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_json(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalars
         obj = obj.item()
     return _nan_to_none(obj)

@@ -111,9 +111,5 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def locate_model(name: str) -> Path | None:
-    return MODELS[name].locate()
-
-
 def require_model(name: str) -> Path:
     return MODELS[name].require()
