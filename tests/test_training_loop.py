@@ -95,3 +95,19 @@ def test_parse_args_config_file_and_overrides(tmp_path):
     cfg.write_text("dataset: d\nlearning_rat: 1\n")
     with pytest.raises(SystemExit, match="unknown arguments"):
         parse_args([_Args], ["--config", str(cfg)])
+
+
+def test_training_works_even_if_autograd_was_left_disabled(tmp_path):
+    from transformers import TrainingArguments
+
+    x, y = _data(64, 2)
+    args = TrainingArguments(output_dir=str(tmp_path / "r"), num_train_epochs=1, per_device_train_batch_size=16,
+                             report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = build_trainer(TinyRandomClassifier(), args, ArrayDataset(x, y), None, None, CLASSES, train_label_ids=y,
+                            compute_metrics=None)
+    torch.set_grad_enabled(False)
+    try:
+        out = trainer.train()
+    finally:
+        torch.set_grad_enabled(True)
+    assert out.training_loss > 0

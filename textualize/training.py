@@ -155,6 +155,12 @@ def build_trainer(
                     f.write(json.dumps({"epoch": state.epoch, "step": state.global_step, **metrics}) + "\n")
 
     class ProjectTrainer(Trainer):
+        def train(self, *args, **kwargs):
+            # some media libraries leave autograd globally disabled (a suspended generator inside
+            # no_grad, for one); training must not silently depend on what ran before it
+            with torch.enable_grad():
+                return super().train(*args, **kwargs)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if class_weighting != "balanced" or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
