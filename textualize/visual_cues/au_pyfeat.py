@@ -154,8 +154,12 @@ class PyFeatAUBackend:
         self.detector = self._load_detector(offline, resource_dir)
 
     def _load_detector(self, offline: bool, resource_dir: Path):
+        import torch
+
         try:
-            with _hub_offline(offline):
+            # py-feat's RetinaFace constructor calls torch.set_grad_enabled(False) process-wide;
+            # set_grad_enabled as a context restores the caller's mode (training after extraction)
+            with _hub_offline(offline), torch.set_grad_enabled(torch.is_grad_enabled()):
                 from feat.detector import Detectorv1
 
                 return Detectorv1(face_model="retinaface", landmark_model="mobilefacenet", au_model="xgb",
