@@ -188,6 +188,7 @@ def fer_net():
     return FERNet()
 
 
+@pytest.mark.slow
 def test_fer_torch_port_matches_the_keras_graph(fer_net):
     image = np.random.default_rng(1).uniform(-1, 1, (64, 64)).astype(np.float32)
     emb, probs = fer_net.predict(image[None])
