@@ -22,7 +22,7 @@ from textualize.cues import ClipCues, FacialCues, MediaInfo, MissingCue, Prosody
 from textualize.extract import (
     FAILURES_FILE, MANIFEST_FILE, clip_ids_for, cue_path, expand_inputs, load_clip, save_clip, sequence_path,
 )
-from textualize.manifest import JsonlLog, atomic_write_json, json_bytes, printable, read_json
+from textualize.manifest import JsonlLog, atomic_write_json, printable, read_json
 from textualize.media import input_problem, iter_frames, probe
 
 FFMPEG = shutil.which("ffmpeg")
