@@ -25,7 +25,9 @@ console = Console()
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    from textualize.manifest import printable
+
+    console.print(f"[red]error:[/red] {printable(message)}")
     raise typer.Exit(code)
 
 
@@ -127,16 +129,19 @@ def print_extraction_summary(summary, out: Path) -> None:
     )
     if summary.missing:
         console.print("missing cues: " + ", ".join(f"{k} in {v} clips" for k, v in summary.missing.items()))
-    for f in summary.failures:
-        console.print(f"[yellow]failed[/yellow] {f['clip_id']}: {f['reason']}")
+    from textualize.manifest import printable
+
+    for f in summary.failures:  # names that are not UTF-8 are shown with \xNN escapes
+        console.print(f"[yellow]failed[/yellow] {printable(f['clip_id'])}: {printable(f['reason'])}")
 
 
 def print_cue_table(out: Path) -> None:
     """One line per cached clip: the cues a researcher checks first."""
     from textualize.extract import load_clip
     from textualize.cues import MissingCue
+    from textualize.manifest import printable
 
-    table = Table(title=f"cues in {out}")
+    table = Table(title=f"cues in {printable(out)}")
     for col in ("clip", "duration s", "language", "transcript", "pitch Hz", "loudness", "face frames", "top AUs"):
         table.add_column(col, overflow="fold")
     for p in sorted(Path(out).glob("*.json")):
@@ -157,7 +162,7 @@ def print_cue_table(out: Path) -> None:
             frames = f"{sum(f.face_present)}/{len(f.times_s)}"
             ranked = sorted(f.au_summary.items(), key=lambda kv: -(kv[1].mean if kv[1].mean == kv[1].mean else -1))
             top = ", ".join(f"{k} {v.mean:.2f}" for k, v in ranked[:3])
-        table.add_row(c.clip_id, f"{c.media.duration_s:.1f}", lang, text, pitch, loud, frames, top)
+        table.add_row(printable(c.clip_id), f"{c.media.duration_s:.1f}", lang, text, pitch, loud, frames, top)
     console.print(table)
 
 

@@ -216,8 +216,9 @@ class MediaInfo:
     video_codec: str = ""
     audio_codec: str = ""
     audio_sample_rate: int = unit("Hz", 0)
-    width: int = unit("px", 0)
+    width: int = unit("px", 0)  # as displayed (after the display matrix)
     height: int = unit("px", 0)
+    rotation_deg: float = unit("deg", 0.0)  # display-matrix rotation, counter-clockwise as ffprobe reports it
 
 
 @dataclass

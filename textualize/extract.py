@@ -18,16 +18,19 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from textualize.cues import SCHEMA_VERSION, ClipCues, MissingCue, from_json, to_json
-from textualize.manifest import JsonlLog, atomic_write_bytes, atomic_write_json, read_json, stable_hash
-from textualize.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MediaError, sha256_file
+from textualize.manifest import JsonlLog, atomic_write_bytes, atomic_write_json, json_bytes, printable, read_json, stable_hash
+from textualize.media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, MediaError, input_problem, sha256_file
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".flv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".flv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
+                  ".gif", ".3gp", ".ogv", ".mts", ".m2ts"}
 TABLE_SUFFIXES = {".csv", ".tsv", ".txt"}
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES | IMAGE_SUFFIXES
 
 # Bump when an extractor's output changes for the same inputs and parameters (a bug fix, a new
 # field): cached clips made by older code are then redone instead of silently reused.
-EXTRACTOR_VERSION = 3
+# 4: narrowband (telephone) audio gets Silero's 8 kHz VAD instead of "no speech"; videos with a
+# display matrix (phone portrait video) are analysed as displayed.
+EXTRACTOR_VERSION = 4
 
 FAILURES_FILE = "failures.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -184,17 +187,41 @@ def sequence_path(out_dir: Path, clip_id: str) -> Path:
 
 
 def save_clip(out_dir: Path, cues: ClipCues, sequences: dict[str, np.ndarray]) -> None:
-    """Sequences first, JSON last: a JSON on disk means the clip is complete. A clip redone
-    without sequences loses its old .npz, so stale features never outlive their cues."""
-    if not sequences:
-        sequence_path(out_dir, cues.clip_id).unlink(missing_ok=True)
-    if sequences:
-        import io
+    """Sequences first, JSON last: a JSON on disk means the clip is complete. Both files are
+    serialised before either is written, so a clip that cannot be stored leaves nothing behind;
+    a write that fails between the two removes the pair (the clip is redone next run). A clip
+    redone without sequences loses its old .npz, so stale features never outlive their cues."""
+    import io
 
+    record = json_bytes(to_json(cues), indent=None) + b"\n"
+    blob = None
+    if sequences:
         buf = io.BytesIO()
         np.savez_compressed(buf, **sequences)
-        atomic_write_bytes(sequence_path(out_dir, cues.clip_id), buf.getvalue())
-    atomic_write_json(cue_path(out_dir, cues.clip_id), to_json(cues), indent=None)
+        blob = buf.getvalue()
+    npz, js = sequence_path(out_dir, cues.clip_id), cue_path(out_dir, cues.clip_id)
+    try:
+        if blob is None:
+            npz.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(npz, blob)
+        atomic_write_bytes(js, record)
+    except BaseException:
+        for p in (js, npz):  # never a .npz without its .json, nor a .json beside foreign sequences
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
+
+
+def remove_orphan_sequences(out_dir: Path, clip_id: str) -> None:
+    """Drop a .npz whose .json is absent (a clip that failed, or a run killed between the two)."""
+    if not cue_path(out_dir, clip_id).exists():
+        try:
+            sequence_path(out_dir, clip_id).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def load_clip(out_dir: Path, clip_id: str) -> ClipCues:
@@ -257,8 +284,10 @@ def _run_one(out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | 
                    and getattr(cues, m).reason != "not_requested"]
         return {"clip_id": clip_id, "status": "ok", "seconds": time.perf_counter() - t0, "missing": missing}
     except MediaError as e:
+        remove_orphan_sequences(Path(out_dir), clip_id)
         return {"clip_id": clip_id, "status": "failed", "path": path, "error": "MediaError", "reason": str(e)}
     except Exception as e:  # recorded per clip; the run goes on
+        remove_orphan_sequences(Path(out_dir), clip_id)
         return {
             "clip_id": clip_id, "status": "failed", "path": path, "error": type(e).__name__,
             "reason": str(e) or repr(e), "traceback": traceback.format_exc(limit=6),
@@ -283,13 +312,14 @@ def clip_ids_for(paths: list[Path]) -> list[str]:
     The stem by default (``clip.mp4`` -> ``clip``); stems shared by several inputs keep their
     extension (``single_face.jpg`` / ``single_face.mp4`` -> ``single_face.jpg``, ``single_face.mp4``),
     then their folder (``a/clip.mp3`` / ``b/clip.mp3`` -> ``a__clip.mp3``, ``b__clip.mp3``). The same
-    file given twice is an error naming it.
+    file given twice is an error naming it. Links are followed as far as they go (``realpath``
+    never raises, so a link loop or a dangling link is left for the run to report as a failure).
     """
-    resolved = [p.resolve() for p in paths]
+    resolved = [Path(os.path.realpath(p)) for p in paths]
     seen: dict[Path, int] = {}
     for i, r in enumerate(resolved):
         if r in seen:
-            raise ValueError(f"the same input is given twice: {paths[seen[r]]} and {paths[i]}")
+            raise ValueError(f"the same input is given twice: {printable(paths[seen[r]])} and {printable(paths[i])}")
         seen[r] = i
 
     def unique(candidates: list[str]) -> dict[str, int]:
@@ -307,7 +337,7 @@ def clip_ids_for(paths: list[Path]) -> list[str]:
     counts = unique(ids)
     clashes = sorted(c for c, n in counts.items() if n > 1)
     if clashes:
-        raise ValueError(f"inputs share the clip id {clashes[0]!r} even with folder and extension; rename one")
+        raise ValueError(f"inputs share the clip id {printable(clashes[0])!r} even with folder and extension; rename one")
     return ids
 
 
@@ -337,13 +367,19 @@ def run_extraction(
     todo: list[tuple[str, str, str, set[str]]] = []
     for clip_id, path in items:
         path = Path(path)
-        if not path.exists():
-            rec = {"clip_id": clip_id, "status": "failed", "path": str(path), "error": "FileNotFoundError",
-                   "reason": f"{path}: file not found"}
+        problem = input_problem(path)  # missing, dangling or looping link, folder, unreadable
+        if problem is None:
+            try:
+                sha = sha256_file(path)
+            except OSError as e:
+                problem = f"{path}: cannot be read ({e.strerror or e})"
+        if problem is not None:
+            rec = {"clip_id": clip_id, "status": "failed", "path": str(path),
+                   "error": "FileNotFoundError" if problem.endswith("file not found") else "InputError", "reason": problem}
+            remove_orphan_sequences(out_dir, clip_id)
             failures.append(rec)
             summary.failures.append(rec)
             continue
-        sha = sha256_file(path)
         stale = stale_parts(out_dir, clip_id, sha, config)
         if not stale:
             summary.cached += 1
@@ -372,7 +408,7 @@ def run_extraction(
             if workers == 1:
                 _init_worker(config, threads)
                 for clip_id, path, sha, stale in todo:
-                    bar.update(task, description=clip_id)
+                    bar.update(task, description=printable(clip_id))
                     handle(_run_one(str(out_dir), clip_id, path, sha, stale))
                     bar.advance(task)
             else:
@@ -383,7 +419,7 @@ def run_extraction(
                     futures = [pool.submit(_run_one, str(out_dir), c, p, s, st) for c, p, s, st in todo]
                     for fut in as_completed(futures):
                         result = fut.result()
-                        bar.update(task, description=result["clip_id"])
+                        bar.update(task, description=printable(result["clip_id"]))
                         handle(result)
                         bar.advance(task)
 
@@ -422,11 +458,14 @@ def write_manifest(path: Path, config: ExtractConfig, items, summary: Extraction
 
 
 def expand_inputs(paths: Iterable[str | Path], suffixes: set[str] = MEDIA_SUFFIXES | TABLE_SUFFIXES) -> list[Path]:
-    """Files as given; folders expand to the media files inside them (sorted, recursive)."""
+    """Files as given; folders expand to the media files inside them (sorted, recursive). A link
+    with a media suffix that leads nowhere (dangling, or a loop) is kept, so it becomes a failure
+    line instead of silently vanishing; links to folders are not followed (no cycles)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in suffixes))
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in suffixes
+                              and (q.is_file() or (q.is_symlink() and not q.is_dir()))))
         else:
             out.append(p)  # a missing file is reported as a failure, not dropped
     return out

@@ -2,6 +2,11 @@
 
 Every stage reads and writes these, so stages compose, cache and resume: a finished record is on
 disk in full or not at all (write to a temporary file in the same folder, fsync, rename).
+
+Any file name the OS allows survives: a name that is not valid UTF-8 (a legacy Latin-1 archive)
+arrives in Python as a str with surrogate escapes (``os.fsdecode``), which strict UTF-8 cannot
+encode. JSON is written as UTF-8 with such lone surrogates as JSON ``\\udcXX`` escapes: valid JSON
+that reads back as the same str, and ``os.fsencode`` of it gives the original bytes.
 """
 from __future__ import annotations
 
@@ -35,8 +40,29 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any, indent: int | None = 1, **kw: Any) -> bytes:
+    """UTF-8 JSON; lone surrogates (undecodable file-name bytes) become ``\\udcXX`` escapes.
+
+    Outside strings ``json.dumps`` emits ASCII only, so the only unencodable characters are
+    surrogates inside strings, and ``backslashreplace`` writes exactly their JSON escape."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False, **kw)
+    return text.encode("utf-8", errors="backslashreplace")
+
+
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 1) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write_bytes(path, json_bytes(obj, indent=indent) + b"\n")
+
+
+def printable(name: Any) -> str:
+    """A str that any terminal can print: undecodable file-name bytes (surrogate escapes) shown as
+    ``\\xNN``, other lone surrogates as ``\\uXXXX``; everything else unchanged."""
+    text = str(name)
+    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return "".join(
+        (f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else f"\\u{ord(ch):04x}") if "\ud800" <= ch <= "\udfff" else ch
+        for ch in text
+    )
 
 
 def read_json(path: str | Path) -> Any:
@@ -46,7 +72,7 @@ def read_json(path: str | Path) -> Any:
 
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hash of a JSON-able object, independent of dict order (for cache keys)."""
-    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
@@ -75,8 +101,9 @@ class JsonlLog:
 
     def append(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False, allow_nan=False, default=str) + "\n")
+        line = json_bytes(record, indent=None, default=str) + b"\n"  # encoded before the file is touched
+        with open(self.path, "ab") as f:
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
 

