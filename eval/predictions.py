@@ -112,16 +112,17 @@ def prediction_rows(
 
 def write_predictions(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write rows atomically (a reader never sees half a file)."""
-    from textualize.manifest import atomic_write_text
+    from textualize.manifest import atomic_write_bytes, json_bytes
 
     lines = []
     for row in rows:
         for key in REQUIRED_KEYS:
             if key not in row:
                 raise ValueError(f"prediction row without {key!r}: {dict(row)}")
-        lines.append(json.dumps(row, ensure_ascii=False, allow_nan=False))
+        # json_bytes: ids from undecodable file names (surrogate escapes) survive as \udcXX
+        lines.append(json_bytes(dict(row), indent=None).rstrip(b"\n"))
     path = Path(path)
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write_bytes(path, b"\n".join(lines) + (b"\n" if lines else b""))
     return path
 
 

@@ -124,3 +124,12 @@ def test_prediction_file_round_trip_and_refusals(tmp_path):
     run = read_run(tmp_path)
     assert run.classes == CLASSES and "test" in run.splits
     assert run.info["metrics"]["test"]["acc"] == 0.5
+
+
+def test_prediction_ids_from_undecodable_file_names_round_trip(tmp_path):
+    import os
+
+    sid = os.fsdecode(b"legacy\xe9name")  # a Latin-1 file name on a UTF-8 system
+    rows = prediction_rows([sid], ["joy"], np.array([[0.1, 0.8, 0.1]]), CLASSES)
+    pred = read_predictions(write_predictions(tmp_path / "p.jsonl", rows), CLASSES)
+    assert pred.ids == [sid] and os.fsencode(pred.ids[0]) == b"legacy\xe9name"
