@@ -70,7 +70,7 @@ def extract_cues(
     asr_model: Optional[str] = typer.Option(None, help="ASR model (size name, hub id or folder); default: bundled Whisper tiny.en."),
     language: Optional[str] = typer.Option(None, help="Force the spoken language (default: detect)."),
     beam_size: int = typer.Option(5, help="Whisper beam size (1 = greedy decoding, about 2x faster on CPU)."),
-    prosody: str = typer.Option("opensmile", help="Prosody backend: opensmile (eGeMAPS) or librosa."),
+    prosody: str = typer.Option("opensmile", help="Prosody backend: opensmile (eGeMAPS), librosa or praat (Praat voice report)."),
     au: str = typer.Option("mediapipe", help="AU backend: mediapipe (offline default), openface, pyfeat, csv."),
     detector: str = typer.Option("mtcnn", help="Face detector for frame-based AU backends."),
     fps: float = typer.Option(5.0, help="Frames sampled per second of video."),
