@@ -215,6 +215,8 @@ def build_dataset_cmd(
     allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Record invalid samples in failures.jsonl instead of stopping."),
     cues_dir: Optional[Path] = typer.Option(None, help="Cue cache folder (default OUT/cues); share it between builds with other templates or modalities."),
     option: List[str] = typer.Option([], "--option", help="Adapter option KEY=VALUE (e.g. level=window, window_s=2)."),
+    column_map: Optional[Path] = typer.Option(
+        None, "--column-map", help="cue-table: YAML/JSON mapping column -> {measure, unit} for names it does not know."),
     converter_config: Optional[Path] = typer.Option(
         None, help="YAML/JSON with converter settings (AU thresholds per scale, top-n AUs, prosody measures and "
                    "words ...), in the form manifest.json's 'converters.config' records; absent keys keep defaults."),
@@ -236,7 +238,8 @@ def build_dataset_cmd(
         tokenizer=None if tokenizer == "none" else tokenizer, num_shards=num_shards,
         shard_index=shard_index, merge=merge, workers=workers, allow_invalid=allow_invalid,
         cues_dir=str(cues_dir) if cues_dir else None,
-        adapter_options=_parse_options(option), converter_config=_load_mapping(converter_config),
+        adapter_options={**_parse_options(option), **({"column_map": str(column_map)} if column_map else {})},
+        converter_config=_load_mapping(converter_config),
         extract=ExtractConfig(asr=asr, asr_model=asr_model, beam_size=beam_size, prosody=prosody, au=au, fps=fps,
                               openface_dir=str(openface_dir) if openface_dir else None),
     )
