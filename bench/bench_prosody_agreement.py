@@ -5,7 +5,11 @@ rates from energy), then prints, per clip measure, each backend's mean and the P
 Spearman correlations across clips for every pair of backends. Also pairs Praat's formants
 with eGeMAPS' F1-F3 functionals and Praat's intensity with eGeMAPS' loudness (different units:
 correlation only). Clips where a backend gives NaN are left out of that pair's figures (n is
-printed). Usage: python bench/bench_prosody_agreement.py [--files N] [--out results.json]
+printed). Per-clip values are appended to ``--cache DIR/<backend>.jsonl`` as they come, so an
+interrupted run resumes, and ``--backend NAME`` runs one backend (three processes share a loaded
+machine better than one). Usage:
+
+    python bench/bench_prosody_agreement.py [--files N] [--cache DIR] [--backend NAME] [--report-only]
 """
 from __future__ import annotations
 
@@ -35,6 +39,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--files", type=int, default=0, help="first N EmoDB files (0 = all)")
     ap.add_argument("--out", default="", help="also write per-clip values to this JSON")
+    ap.add_argument("--cache", default=str(REPO / "runs" / "prosody_agreement"),
+                    help="folder of per-backend JSONL results (resumable)")
+    ap.add_argument("--backend", choices=BACKENDS, help="run only this backend (then report with --report-only)")
+    ap.add_argument("--report-only", action="store_true", help="print the tables from the cache")
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(var, "1")
@@ -54,27 +62,51 @@ def main() -> None:
         raise SystemExit(f"no EmoDB wavs under {shared / 'data' / 'emodb'}")
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; "
           f"EmoDB: {len(paths)} files")
-    backends = {n: PROSODY_BACKENDS.get(n)(window_s=2.0, hop_s=1.0) for n in BACKENDS}
+    backends: dict = {}
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, dict[str, float]]] = {n: {} for n in BACKENDS}
     seconds = {n: 0.0 for n in BACKENDS}
     missing = {n: 0 for n in BACKENDS}
+    for name in BACKENDS:  # resume: what earlier runs measured
+        f = cache / f"{name}.jsonl"
+        if f.exists():
+            for line in f.read_text().splitlines():
+                rec = json.loads(line)
+                seconds[name] += rec["seconds"]
+                if rec["values"] is None:
+                    missing[name] += 1
+                else:
+                    rows[name][rec["file"]] = {k: (math.nan if v is None else v) for k, v in rec["values"].items()}
+    todo = [] if args.report_only else ([args.backend] if args.backend else list(BACKENDS))
     audio_s = 0.0
     for path in paths:
         x = load_audio(path, 16_000)
         audio_s += x.size / 16_000
-        for name, b in backends.items():
+        for name in todo:
+            if path.name in rows[name]:
+                continue
+            b = backends.get(name) or backends.setdefault(name, PROSODY_BACKENDS.get(name)(window_s=2.0, hop_s=1.0))
             t0 = time.perf_counter()
             cues = b.measure(x, 16_000)
-            seconds[name] += time.perf_counter() - t0
-            if not isinstance(cues, ProsodyCues):
+            dt = time.perf_counter() - t0
+            seconds[name] += dt
+            vals = None
+            if isinstance(cues, ProsodyCues):
+                vals = {m: float(getattr(cues.clip, m)) for m in MEASURES}
+                vals.update({k: float(v) for k, v in cues.functionals.items()
+                             if k.startswith("praat_") or k in {p[1] for p in EXTRA_PAIRS}})
+                rows[name][path.name] = vals
+            else:
                 missing[name] += 1
-                continue
-            vals = {m: float(getattr(cues.clip, m)) for m in MEASURES}
-            vals.update({k: float(v) for k, v in cues.functionals.items()
-                         if k.startswith("praat_") or k in {p[1] for p in EXTRA_PAIRS}})
-            rows[name][path.name] = vals
-    print(f"audio {audio_s:.0f} s; time per backend (s): "
-          + ", ".join(f"{n} {seconds[n]:.0f} ({audio_s / seconds[n]:.1f}x real time)" for n in BACKENDS)
+            with open(cache / f"{name}.jsonl", "a") as f:
+                f.write(json.dumps({"file": path.name, "seconds": dt, "values": None if vals is None else
+                                    {k: (None if not math.isfinite(v) else v) for k, v in vals.items()}}) + "\n")
+    if args.backend and not args.report_only:
+        print(f"{args.backend}: {len(rows[args.backend])} clips in {cache}")
+        return
+    print(f"audio {audio_s:.0f} s; time per backend (s, summed over runs): "
+          + ", ".join(f"{n} {seconds[n]:.0f} ({audio_s / max(seconds[n], 1e-9):.1f}x real time)" for n in BACKENDS)
           + "; missing: " + ", ".join(f"{n} {missing[n]}" for n in BACKENDS))
 
     def paired(a: str, ka: str, b: str, kb: str):

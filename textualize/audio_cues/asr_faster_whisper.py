@@ -24,6 +24,8 @@ from textualize.registry import ASR_BACKENDS
 DEFAULT_MODEL = "whisper-tiny.en-ct2"
 MIN_DURATION_S = 0.1  # below this Whisper's 10 ms frames give it nothing to decode
 DEFAULT_BEAM_SIZE = 5  # faster-whisper's default; the openai-whisper backend uses the same
+BATCHED_MIN_S = 60.0  # audio at least this long is decoded with the batched pipeline
+BATCH_SIZE = 8
 
 
 def default_threads() -> int:
@@ -131,6 +133,16 @@ class FasterWhisperASR:
     def __init__(self, model: str | None = None, device: str = "cpu", language: str | None = None, **options):
         import faster_whisper
 
+        # long audio goes through faster-whisper's BatchedInferencePipeline: VAD chunks of up to 30 s
+        # decoded batch_size at a time (larger matrix products; chunks are not conditioned on the
+        # previous chunk's text). Clips shorter than batched_min_s (one chunk) gain nothing from it.
+        self.batched_min_s = options.pop("batched_min_s", BATCHED_MIN_S)
+        self.batch_size = int(options.pop("batch_size", BATCH_SIZE))
+        if self.batched_min_s is not None and not float(self.batched_min_s) > 0:
+            raise ValueError(f"batched_min_s must be > 0 s or None (never batch), got {self.batched_min_s!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self._batched = None
         self.device = device
         self.language = language
         self.vad_parameters = dict(options.pop("vad_parameters", None) or {})
@@ -173,6 +185,7 @@ class FasterWhisperASR:
             "vad_filter": True,
             "vad_parameters": {k: v for k, v in vars(self._vad_options).items()},
             "requested_language": self.language,
+            "batched_min_s": self.batched_min_s,
             "multilingual_model": self.multilingual,
             **extra,
         }
@@ -187,10 +200,24 @@ class FasterWhisperASR:
         language = self.language if self.multilingual else None
         if not self.multilingual:
             extra["language_note"] = english_only_note(self.language)
-        segments_iter, info = self.model.transcribe(
-            audio, language=language, word_timestamps=True, vad_filter=True,
-            vad_parameters=self._vad_options, **self.transcribe_options,
-        )
+        if self.batched_min_s is not None and duration >= float(self.batched_min_s):
+            import faster_whisper
+
+            if self._batched is None:
+                self._batched = faster_whisper.BatchedInferencePipeline(self.model)
+                allowed = set(inspect.signature(self._batched.transcribe).parameters)
+                self._batched_options = {k: v for k, v in self.transcribe_options.items() if k in allowed}
+            extra.update(pipeline="batched", batch_size=self.batch_size)
+            segments_iter, info = self._batched.transcribe(
+                audio, language=language, word_timestamps=True, vad_filter=True,
+                vad_parameters=self._vad_options, batch_size=self.batch_size, **self._batched_options,
+            )
+        else:
+            extra["pipeline"] = "sequential"
+            segments_iter, info = self.model.transcribe(
+                audio, language=language, word_timestamps=True, vad_filter=True,
+                vad_parameters=self._vad_options, **self.transcribe_options,
+            )
         segments = [
             SpeechSegment(
                 text=s.text.strip(),

@@ -127,10 +127,13 @@ class _Analysis:
 
     def formants(self) -> np.ndarray:
         """F1..F3 (Hz) at every pitch frame, NaN where Praat found none or the frame is unvoiced."""
+        if getattr(self, "_formants", None) is not None:
+            return self._formants
         out = np.full((self.times.size, N_FORMANTS), np.nan)
         for i in np.flatnonzero(self.voiced):
             for n in range(N_FORMANTS):
                 out[i, n] = self.formant.get_value_at_time(n + 1, float(self.times[i]))
+        self._formants = out
         return out
 
     def jitter(self, kind: str, a: float = 0.0, b: float = 0.0) -> float:
@@ -198,6 +201,13 @@ class PraatProsody:
             if type(e).__name__ == "PraatError":
                 raise ValueError(f"Praat failed on {x.size} samples: {e}") from None
             raise
+
+    def prepare(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> None:
+        """The word-independent Praat analysis of a clip, kept for ``measure``/``lld`` of the same
+        audio (extraction runs it beside ASR)."""
+        x = sr.as_mono_16k(audio, sample_rate)
+        if sr.missing_reason(x) is None:
+            self._analyse(x).formants()
 
     def lld(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> tuple[list[str], float, np.ndarray]:
         """Frame descriptors at Praat's pitch frames (10 ms): f0 in semitones re 27.5 Hz, voiced
