@@ -3,9 +3,9 @@
     python bench/bench_audio_speed.py [--short N] [--threads 2] [--profile]
 
 old = the audio step as it was: ASR, then prosody ``measure(words)``, then ``lld`` (one after the
-other; faster-whisper's sequential pipeline on every length). new = the audio step now: the prosody
-backend's word-independent pass runs in a thread beside ASR, and audio of at least
-``BATCHED_MIN_S`` goes through faster-whisper's BatchedInferencePipeline. Both use the offline
+other). new = the audio step now: the prosody backend's word-independent pass runs in a thread
+beside ASR; ``--batched-min-s S`` also sends audio of at least S seconds through faster-whisper's
+BatchedInferencePipeline (off by default: it crashed natively here, see asr_faster_whisper.py). Both use the offline
 defaults (Whisper tiny.en int8 beam 5, openSMILE eGeMAPS) through ``textualize.extract.Extractor``
 with the same loaded models; the prosody backend's per-clip memo is cleared before every run so
 neither variant reuses the other's work. Short clips: EmoDB utterances (2-3 s; the MELD case),
@@ -54,13 +54,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-long", action="store_true", help="skip the 60 s / 2 min inputs")
     ap.add_argument("--profile", action="store_true", help="cProfile the old path on the short clips")
+    ap.add_argument("--batched-min-s", type=float, default=None, help="new path: batched ASR from this length")
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     import torch
 
     torch.set_num_threads(args.threads)
-    from textualize.audio_cues.asr_faster_whisper import BATCHED_MIN_S
     from textualize.extract import CueExtractor, ExtractConfig
 
     ext = CueExtractor(ExtractConfig(visual=False))
@@ -75,7 +75,7 @@ def main() -> None:
     def step(audio: np.ndarray, new: bool) -> float:
         _reset_memos(ext.prosody)
         ext.concurrent_prosody = new
-        ext.asr.batched_min_s = BATCHED_MIN_S if new else None
+        ext.asr.batched_min_s = args.batched_min_s if new else None
         t0 = time.perf_counter()
         transcript = ext._transcribe_priming_prosody(audio)
         words = getattr(transcript, "words", None)

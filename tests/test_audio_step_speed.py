@@ -1,5 +1,5 @@
-"""The faster audio step: prosody primed beside ASR gives the same cues as one after the other, and
-faster-whisper's batched pipeline (long audio) still gives words with timestamps."""
+"""The faster audio step: prosody primed beside ASR gives the same cues as one after the other;
+faster-whisper's batched pipeline (opt-in, off by default) still gives words with timestamps."""
 from __future__ import annotations
 
 import math

@@ -24,7 +24,12 @@ from textualize.registry import ASR_BACKENDS
 DEFAULT_MODEL = "whisper-tiny.en-ct2"
 MIN_DURATION_S = 0.1  # below this Whisper's 10 ms frames give it nothing to decode
 DEFAULT_BEAM_SIZE = 5  # faster-whisper's default; the openai-whisper backend uses the same
-BATCHED_MIN_S = 60.0  # audio at least this long is decoded with the batched pipeline
+# Audio at least this long would be decoded with the batched pipeline. Off (None) by default: with
+# word timestamps, faster-whisper 1.2.1 / CTranslate2 4.8.5's batched path aborted the process
+# ("double free or corruption" in find_alignment -> model.align) on 106 s of espeak-ng speech on
+# this machine (bench/RESULTS.md), a native crash no try/except can catch (cf. SYSTRAN/faster-whisper
+# #1342, OpenNMT/CTranslate2 #2065). Opt in with batched_min_s=SECONDS.
+BATCHED_MIN_S = None
 BATCH_SIZE = 8
 
 
@@ -133,9 +138,10 @@ class FasterWhisperASR:
     def __init__(self, model: str | None = None, device: str = "cpu", language: str | None = None, **options):
         import faster_whisper
 
-        # long audio goes through faster-whisper's BatchedInferencePipeline: VAD chunks of up to 30 s
-        # decoded batch_size at a time (larger matrix products; chunks are not conditioned on the
-        # previous chunk's text). Clips shorter than batched_min_s (one chunk) gain nothing from it.
+        # opt-in (batched_min_s=SECONDS, see BATCHED_MIN_S): long audio through faster-whisper's
+        # BatchedInferencePipeline, VAD chunks of up to 30 s decoded batch_size at a time (larger
+        # matrix products; chunks are not conditioned on the previous chunk's text). Clips shorter
+        # than 30 s (one chunk) gain nothing from it.
         self.batched_min_s = options.pop("batched_min_s", BATCHED_MIN_S)
         self.batch_size = int(options.pop("batch_size", BATCH_SIZE))
         if self.batched_min_s is not None and not float(self.batched_min_s) > 0:
