@@ -528,7 +528,7 @@ def test_cue_table_prosody_scales_and_bad_inputs(tmp_path):
     bad_cases = [
         ({"AU12": "high"}, r"row 1 \(a\) column 'AU12': 'high' is not a number"),
         ({"AU12": 7.0}, "outside every known scale"),
-        ({"intensity": 65.0}, "dB SPL"),
+        ({"rms_dbfs": 65.0}, "positive values; rms_dbfs is dB re full scale"),  # Praat dB: tests/test_cue_table_tools.py
         ({"au_scale": "furlongs", "AU12": 0.3}, "unknown au_scale 'furlongs'"),
     ]
     for extra, message in bad_cases:

@@ -72,7 +72,7 @@ def extract_cues(
     asr_model: Optional[str] = typer.Option(None, help="ASR model (size name, hub id or folder); default: bundled Whisper tiny.en."),
     language: Optional[str] = typer.Option(None, help="Force the spoken language (default: detect)."),
     beam_size: int = typer.Option(5, help="Whisper beam size (1 = greedy decoding, about 2x faster on CPU)."),
-    prosody: str = typer.Option("opensmile", help="Prosody backend: opensmile (eGeMAPS) or librosa."),
+    prosody: str = typer.Option("opensmile", help="Prosody backend: opensmile (eGeMAPS), librosa or praat (Praat voice report)."),
     au: str = typer.Option("mediapipe", help="AU backend: mediapipe (offline default), openface, pyfeat, csv."),
     detector: str = typer.Option("mtcnn", help="Face detector for frame-based AU backends."),
     fps: float = typer.Option(5.0, help="Frames sampled per second of video."),
@@ -220,6 +220,8 @@ def build_dataset_cmd(
     allow_invalid: bool = typer.Option(False, "--allow-invalid", help="Record invalid samples in failures.jsonl instead of stopping."),
     cues_dir: Optional[Path] = typer.Option(None, help="Cue cache folder (default OUT/cues); share it between builds with other templates or modalities."),
     option: List[str] = typer.Option([], "--option", help="Adapter option KEY=VALUE (e.g. level=window, window_s=2)."),
+    column_map: Optional[Path] = typer.Option(
+        None, "--column-map", help="cue-table: YAML/JSON mapping column -> {measure, unit} for names it does not know."),
     converter_config: Optional[Path] = typer.Option(
         None, help="YAML/JSON with converter settings (AU thresholds per scale, top-n AUs, prosody measures and "
                    "words ...), in the form manifest.json's 'converters.config' records; absent keys keep defaults."),
@@ -241,7 +243,8 @@ def build_dataset_cmd(
         tokenizer=None if tokenizer == "none" else tokenizer, num_shards=num_shards,
         shard_index=shard_index, merge=merge, workers=workers, allow_invalid=allow_invalid,
         cues_dir=str(cues_dir) if cues_dir else None,
-        adapter_options=_parse_options(option), converter_config=_load_mapping(converter_config),
+        adapter_options={**_parse_options(option), **({"column_map": str(column_map)} if column_map else {})},
+        converter_config=_load_mapping(converter_config),
         extract=ExtractConfig(asr=asr, asr_model=asr_model, beam_size=beam_size, prosody=prosody, au=au, fps=fps,
                               openface_dir=str(openface_dir) if openface_dir else None),
     )

@@ -10,7 +10,7 @@ import json
 import os
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -90,6 +90,7 @@ class CueExtractor:
         from textualize.registry import ASR_BACKENDS, AU_BACKENDS, FACE_DETECTORS, PROSODY_BACKENDS
 
         self.config = config
+        self.concurrent_prosody = True  # prosody's first pass beside ASR (see _transcribe_priming_prosody)
         self.asr = self.prosody = self.au = self.detector = None
         if config.audio:
             self.asr = ASR_BACKENDS.get(config.asr)(
@@ -101,6 +102,30 @@ class CueExtractor:
             self.au = au_cls(model_dir=config.openface_dir, device=device)
             if getattr(self.au, "kind", "frames") == "frames":
                 self.detector = FACE_DETECTORS.get(config.detector)(device=device)
+
+    def _transcribe_priming_prosody(self, audio: np.ndarray) -> Any:
+        """ASR, with the prosody backend's word-independent analysis (openSMILE's LLD pass, pYIN,
+        Praat's pitch/pulses) running beside it in a thread: both run in native code that releases
+        the GIL, so on 2 cores the prosody pass hides behind Whisper. The backend keeps that pass
+        for the clip (``LastClipMemo``), so ``measure(words=...)`` afterwards reuses it; the
+        results are the same as run one after the other. A failure while priming is left for
+        ``measure`` to raise with its own message."""
+        if not self.concurrent_prosody:
+            return self.asr.transcribe(audio, 16_000)
+        prime = getattr(self.prosody, "prepare", None) or self.prosody.lld
+
+        def run():
+            try:
+                prime(audio, 16_000)
+            except Exception:  # measure() re-runs the pass and reports the error on this clip
+                pass
+
+        with ThreadPoolExecutor(1, thread_name_prefix="prosody") as pool:
+            future = pool.submit(run)
+            try:
+                return self.asr.transcribe(audio, 16_000)
+            finally:
+                future.result()
 
     def extract(
         self, path: str | Path, clip_id: str, content_sha256: str | None = None, parts: set[str] | None = None
@@ -132,7 +157,7 @@ class CueExtractor:
                 if audio.size == 0:
                     transcript = prosody = MissingCue("no_speech", "the audio track decoded to 0 samples")
                 else:
-                    transcript = self.asr.transcribe(audio, 16_000)
+                    transcript = self._transcribe_priming_prosody(audio)
                     words = None if isinstance(transcript, MissingCue) else transcript.words
                     if no_voice_activity(transcript):
                         # music, laughter or noise only: its pitch and loudness are not a voice

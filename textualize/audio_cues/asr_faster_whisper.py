@@ -32,6 +32,13 @@ from textualize.registry import ASR_BACKENDS
 DEFAULT_MODEL = "whisper-tiny.en-ct2"
 MIN_DURATION_S = 0.1  # below this Whisper's 10 ms frames give it nothing to decode
 DEFAULT_BEAM_SIZE = 5  # faster-whisper's default; the openai-whisper backend uses the same
+# Audio at least this long would be decoded with the batched pipeline. Off (None) by default: with
+# word timestamps, faster-whisper 1.2.1 / CTranslate2 4.8.5's batched path aborted the process
+# ("double free or corruption" in find_alignment -> model.align) on 106 s of espeak-ng speech on
+# this machine (bench/RESULTS.md), a native crash no try/except can catch (cf. SYSTRAN/faster-whisper
+# #1342, OpenNMT/CTranslate2 #2065). Opt in with batched_min_s=SECONDS.
+BATCHED_MIN_S = None
+BATCH_SIZE = 8
 
 
 def default_threads() -> int:
@@ -117,6 +124,17 @@ class FasterWhisperASR:
     def __init__(self, model: str | None = None, device: str = "cpu", language: str | None = None, **options):
         import faster_whisper
 
+        # opt-in (batched_min_s=SECONDS, see BATCHED_MIN_S): long audio through faster-whisper's
+        # BatchedInferencePipeline, VAD chunks of up to 30 s decoded batch_size at a time (larger
+        # matrix products; chunks are not conditioned on the previous chunk's text). Clips shorter
+        # than 30 s (one chunk) gain nothing from it.
+        self.batched_min_s = options.pop("batched_min_s", BATCHED_MIN_S)
+        self.batch_size = int(options.pop("batch_size", BATCH_SIZE))
+        if self.batched_min_s is not None and not float(self.batched_min_s) > 0:
+            raise ValueError(f"batched_min_s must be > 0 s or None (never batch), got {self.batched_min_s!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self._batched = None
         self.device = device
         self.language = language
         self.vad_parameters = dict(options.pop("vad_parameters", None) or {})
@@ -159,6 +177,7 @@ class FasterWhisperASR:
             "vad_filter": True,
             "vad_parameters": {k: v for k, v in vars(self._vad_options).items()},
             "requested_language": self.language,
+            "batched_min_s": self.batched_min_s,
             "multilingual_model": self.multilingual,
             **extra,
         }
@@ -175,13 +194,27 @@ class FasterWhisperASR:
         language = self.language if self.multilingual else None
         if not self.multilingual:
             extra["language_note"] = english_only_note(self.language)
-        # faster-whisper's own vad_filter path, fed with the gate's chunks: decode the voiced audio
-        # joined up, then map times back (its bundled 16 kHz VAD misses narrowband speech)
-        voiced = np.concatenate(collect_chunks(audio, chunks)[0], axis=0)
-        segments_iter, info = self.model.transcribe(
-            voiced, language=language, word_timestamps=True, vad_filter=False, **self.transcribe_options,
-        )
-        segments_iter = restore_speech_timestamps(segments_iter, chunks, SAMPLE_RATE)
+        if self.batched_min_s is not None and duration >= float(self.batched_min_s):
+            import faster_whisper
+
+            if self._batched is None:
+                self._batched = faster_whisper.BatchedInferencePipeline(self.model)
+                allowed = set(inspect.signature(self._batched.transcribe).parameters)
+                self._batched_options = {k: v for k, v in self.transcribe_options.items() if k in allowed}
+            extra.update(pipeline="batched", batch_size=self.batch_size)
+            segments_iter, info = self._batched.transcribe(
+                audio, language=language, word_timestamps=True, vad_filter=True,
+                vad_parameters=self._vad_options, batch_size=self.batch_size, **self._batched_options,
+            )
+        else:
+            extra["pipeline"] = "sequential"
+            # faster-whisper's own vad_filter path, fed with the gate's chunks: decode the voiced audio
+            # joined up, then map times back (its bundled 16 kHz VAD misses narrowband speech)
+            voiced = np.concatenate(collect_chunks(audio, chunks)[0], axis=0)
+            segments_iter, info = self.model.transcribe(
+                voiced, language=language, word_timestamps=True, vad_filter=False, **self.transcribe_options,
+            )
+            segments_iter = restore_speech_timestamps(segments_iter, chunks, SAMPLE_RATE)
         segments = [
             SpeechSegment(
                 text=s.text.strip(),
