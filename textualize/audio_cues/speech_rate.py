@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -384,15 +385,25 @@ def _hyphenator(language: str | None):
     return pyphen.Pyphen(lang=chosen, left=1, right=1)
 
 
+def _part_syllables(part: str, english: bool) -> int:
+    groups = re.findall(f"[{''.join(sorted(_VOWELS))}]+", part)
+    n = len(groups)
+    if english and n > 1 and part.endswith("e") and not part.endswith(("le", "ee", "ye")) and groups[-1] == "e":
+        n -= 1  # silent final e: "there", "make"
+    return n
+
+
 @functools.lru_cache(maxsize=65536)
 def word_syllables(word: str, language: str | None = None) -> int:
-    """Syllables of one written word: the hyphenation parts that hold a vowel (so "don't" is one,
-    "jacket" two); 0 for tokens without letters ("—", "123" stays 0: not read out here)."""
-    letters = "".join(ch for ch in word.lower() if ch.isalpha() or ch == "'")
-    if not any(ch.isalpha() for ch in letters):
+    """Syllables of one written word: pyphen splits it at its hyphenation points (language from
+    the transcript), each part counts its vowel groups (a silent final "e" not counted in
+    English): "hello" 2, "there" 1, "beautiful" 3, "gefahren" 3. 0 for tokens without letters."""
+    letters = "".join(ch for ch in word.lower() if ch.isalpha())
+    if not letters:
         return 0
-    parts = _hyphenator(language).inserted(letters.replace("'", "")).split("-")
-    return max(1, sum(1 for part in parts if any(ch in _VOWELS for ch in part)))
+    english = (language or "en").lower().startswith("en")
+    parts = _hyphenator(language).inserted(letters).split("-")
+    return max(1, sum(_part_syllables(part, english) for part in parts))
 
 
 # ---------------------------------------------------------------- voicing rhythm, contours
