@@ -65,6 +65,18 @@ _PHRASES: dict[str, tuple[str, str]] = {
     "unvoiced_segment_mean_s": ("length of unvoiced gaps", "voicing rhythm"),
 }
 VOICE_QUALITY = ("jitter_local", "shimmer_local_db", "hnr_db")
+# how an extra measure is named in "not measurable" notes (one name per group keeps them short)
+EXTRA_GROUPS: dict[str, str] = {
+    "pitch_range_st": "pitch movement", "pitch_rise_st_per_s": "pitch movement", "pitch_fall_st_per_s": "pitch movement",
+    "loudness_range": "loudness dynamics", "loudness_peaks_per_s": "loudness dynamics",
+    "hnr_db": "voice quality", "jitter_local": "voice quality", "shimmer_local_db": "voice quality",
+    "h1_h2_db": "voice quality", "h1_a3_db": "voice quality",
+    "alpha_ratio_db": "spectral balance", "hammarberg_db": "spectral balance",
+    "spectral_slope_0_500": "spectral balance", "spectral_slope_500_1500": "spectral balance",
+    "spectral_flux": "spectral change", "f1_hz": "formants", "f2_hz": "formants", "f3_hz": "formants",
+    "voiced_segments_per_s": "voicing rhythm", "voiced_segment_mean_s": "voicing rhythm",
+    "unvoiced_segment_mean_s": "voicing rhythm",
+}
 # measures that rest on the pitch track / on the speech span (the evidence rules)
 NEEDS_VOICING = frozenset({
     "pitch_mean_st", "pitch_sd_st", "pitch_range_st", "pitch_rise_st_per_s", "pitch_fall_st_per_s",
@@ -224,7 +236,7 @@ def prosody_fragment(
         value = getattr(m, measure, math.nan)
         why = lacks_evidence(measure, m, config)
         if why or (not _finite(value) and measure in core):
-            name = _PHRASES.get(measure, (measure, measure))[1]
+            name = _PHRASES.get(measure, (measure, measure))[1] if measure in core else EXTRA_GROUPS.get(measure, measure)
             if name not in unmeasurable:
                 unmeasurable.append(name)
             if why and why not in reasons:
