@@ -57,6 +57,10 @@ class BuildConfig:
     cues_dir: str | None = None  # shared cue cache (default OUT/cues): other templates reuse it
     adapter_options: dict[str, Any] = field(default_factory=dict)
     converter_config: dict[str, Any] = field(default_factory=dict)  # TextualizeConfig.to_dict() form
+    # prompts describe each speaker's cues relative to that speaker's own clips (all splits, no
+    # labels; the training split's statistics for speakers with too few clips); False: relative
+    # to the training split's pooled statistics only
+    speaker_normalisation: bool = True
     extract: ExtractConfig = field(default_factory=ExtractConfig)
 
 
@@ -211,8 +215,11 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         kept.append(s)
         cues_by_sample[s.id] = cues
 
-    # ---- normalisation statistics: training split only
-    norm_stats = fit_training_norm_stats(kept, cues_by_sample)
+    # ---- normalisation statistics: training split, per speaker from the speakers' own clips
+    norm_stats = fit_training_norm_stats(
+        kept, cues_by_sample, config.speaker_normalisation,
+        TextualizeConfig.from_build(config).prosody.speaker_min_clips,
+    )
     if norm_stats is not None:
         norm_stats.save(out / "norm_stats.json")
 
@@ -279,18 +286,29 @@ def annotation_hashes(root: Path, exclude: Path | None = None, limit: int = 2000
     return {str(p.relative_to(root)): sha256_file(p) for p in files}
 
 
-def fit_training_norm_stats(samples: list[Sample], cues_by_sample: dict[str, dict]):
+def fit_training_norm_stats(samples: list[Sample], cues_by_sample: dict[str, dict],
+                            speaker_normalisation: bool = True, min_per_speaker: int = 10):
+    """Prosody statistics for the converters: the training split's (dataset level) and, with
+    ``speaker_normalisation``, each speaker's own over all splits (measures only, no labels).
+    Without it the statistics are the training split's pooled ones (no per-speaker bins)."""
     from textualize.cues import PROSODY_MEASURE_NAMES
-    from textualize.normalization import fit_norm_stats
+    from textualize.normalization import fit_norm_stats, fit_speaker_norm_stats
 
-    rows = []
+    train, every = [], []
     for s in samples:
         pros = cues_by_sample[s.id].get("prosody")
-        if s.split == "train" and isinstance(pros, ProsodyCues):
-            rows.append((s.speaker, {m: getattr(pros.clip, m) for m in PROSODY_MEASURE_NAMES}))
-    if not rows:
+        if isinstance(pros, ProsodyCues):
+            row = (s.speaker, {m: getattr(pros.clip, m) for m in PROSODY_MEASURE_NAMES})
+            every.append(row)
+            if s.split == "train":
+                train.append(row)
+    if not train:
         return None
-    return fit_norm_stats(rows, list(PROSODY_MEASURE_NAMES))
+    if speaker_normalisation:
+        return fit_speaker_norm_stats(train, every, list(PROSODY_MEASURE_NAMES), min_per_speaker=min_per_speaker)
+    stats = fit_norm_stats([(None, values) for _, values in train], list(PROSODY_MEASURE_NAMES))
+    stats.speaker_scope = "none"
+    return stats
 
 
 def render_rows(config: BuildConfig, samples, cues_by_sample, label_map: LabelMap, norm_stats, progress: bool):

@@ -225,6 +225,10 @@ def build_dataset_cmd(
     converter_config: Optional[Path] = typer.Option(
         None, help="YAML/JSON with converter settings (AU thresholds per scale, top-n AUs, prosody measures and "
                    "words ...), in the form manifest.json's 'converters.config' records; absent keys keep defaults."),
+    speaker_norm: bool = typer.Option(
+        True, "--speaker-norm/--no-speaker-norm",
+        help="Describe cues relative to each speaker's own clips (all splits, no labels; the training split's "
+             "statistics for speakers with too few clips), or relative to the training split's statistics only."),
 ) -> None:
     """Build a Hugging Face DatasetDict (train/validation/test; columns id, label, text, messages,
     template_id, template_hash, n_tokens …) plus per-sample feature sequences for the feature
@@ -245,6 +249,7 @@ def build_dataset_cmd(
         cues_dir=str(cues_dir) if cues_dir else None,
         adapter_options={**_parse_options(option), **({"column_map": str(column_map)} if column_map else {})},
         converter_config=_load_mapping(converter_config),
+        speaker_normalisation=speaker_norm,
         extract=ExtractConfig(asr=asr, asr_model=asr_model, beam_size=beam_size, prosody=prosody, au=au, fps=fps,
                               openface_dir=str(openface_dir) if openface_dir else None),
     )

@@ -129,6 +129,32 @@ class ProsodyMeasures:
     jitter_local: float = unit("fraction", math.nan)
     shimmer_local_db: float = unit("dB", math.nan)
     hnr_db: float = unit("dB", math.nan)
+    # evidence behind the measures (the converters' evidence rules read these)
+    voiced_duration_s: float = unit("s", math.nan)  # time with a pitch track inside the span
+    speech_duration_s: float = unit("s", math.nan)  # first to last speech (words or energy) in the span
+    word_count: float = unit("count", math.nan)  # ASR words in the span (NaN: no transcript)
+    syllable_count: float = unit("count", math.nan)  # syllables behind speaking_rate_syl_per_s
+    # loudness dynamics
+    loudness_range: float = unit("sone", math.nan)  # 80th - 20th percentile
+    loudness_peaks_per_s: float = unit("1/s", math.nan)
+    # spectral balance (voiced frames), eGeMAPS definitions
+    alpha_ratio_db: float = unit("dB", math.nan)  # energy 1-5 kHz vs 50-1000 Hz (openSMILE's sign)
+    hammarberg_db: float = unit("dB", math.nan)  # strongest peak 0-2 kHz vs 2-5 kHz
+    spectral_slope_0_500: float = unit("dB/Hz", math.nan)
+    spectral_slope_500_1500: float = unit("dB/Hz", math.nan)
+    spectral_flux: float = unit("flux (squared magnitude difference)", math.nan)
+    h1_h2_db: float = unit("dB", math.nan)  # first minus second harmonic: breathy vs pressed phonation
+    h1_a3_db: float = unit("dB", math.nan)
+    # vowel space (voiced frames)
+    f1_hz: float = unit("Hz", math.nan)
+    f2_hz: float = unit("Hz", math.nan)
+    f3_hz: float = unit("Hz", math.nan)
+    # pitch dynamics and rhythm of voicing
+    pitch_rise_st_per_s: float = unit("semitones/s", math.nan)  # mean slope of rising pitch
+    pitch_fall_st_per_s: float = unit("semitones/s", math.nan)  # mean slope of falling pitch (>0)
+    voiced_segments_per_s: float = unit("1/s", math.nan)
+    voiced_segment_mean_s: float = unit("s", math.nan)
+    unvoiced_segment_mean_s: float = unit("s", math.nan)
 
 
 PROSODY_MEASURE_NAMES: tuple[str, ...] = tuple(

@@ -63,8 +63,12 @@ class ExtractConfig:
         cues of a full build on the same cue folder and never overwrites them."""
         parts = {}
         if self.audio:
+            from textualize.registry import PROSODY_BACKENDS
+
             parts["audio"] = {k: getattr(self, k) for k in (
                 "asr", "asr_model", "language", "beam_size", "prosody", "window_s", "hop_s", "save_sequences")}
+            # a prosody backend that measures more (its ``version``) redoes the audio part only
+            parts["audio"]["prosody_version"] = getattr(PROSODY_BACKENDS.get(self.prosody), "version", 1)
         if self.visual:
             parts["visual"] = {k: getattr(self, k) for k in (
                 "au", "detector", "fps", "max_side", "openface_dir", "save_sequences")}
@@ -163,7 +167,8 @@ class CueExtractor:
                         # music, laughter or noise only: its pitch and loudness are not a voice
                         prosody = MissingCue("no_speech", f"{transcript.detail}; the sound is not described as a voice")
                     else:
-                        prosody = self.prosody.measure(audio, 16_000, words=words)
+                        language = None if isinstance(transcript, MissingCue) else transcript.language
+                        prosody = self.prosody.measure(audio, 16_000, words=words, language=language)
                     if self.config.save_sequences and not isinstance(prosody, MissingCue):
                         names, hop_s, lld = self.prosody.lld(audio, 16_000)
                         sequences["audio_lld"] = np.asarray(lld, dtype=np.float32)

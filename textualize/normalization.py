@@ -1,10 +1,17 @@
 """Speaker- and dataset-level normalisation statistics for turning numeric cues into level words.
 
 "Pitch 210 Hz" means little to a language model; "high pitch for this speaker" does. Statistics
-are fitted on the TRAINING split only (no test-set leakage) and hold, per measure, quantile edges
-(20/40/60/80th percentiles by default, i.e. five bins "very low" .. "very high"), mean and SD, at
-dataset level and per speaker. A speaker with fewer than ``min_per_speaker`` finite values of a
-measure falls back to the dataset level. Measures are any numeric cue: prosody, AU means, etc.
+hold, per measure, quantile edges (20/40/60/80th percentiles by default, i.e. five bins
+"very low" .. "very high"), mean and SD, at dataset level and per speaker. A speaker with fewer
+than ``min_per_speaker`` finite values of a measure falls back to the dataset level. Measures are
+any numeric cue: prosody, AU means, etc.
+
+The dataset level is always fitted on the TRAINING split. Per-speaker statistics come either from
+the training split too (``fit_norm_stats``) or, for speaker normalisation
+(``fit_speaker_norm_stats``, build-dataset's ``--speaker-norm``), from each speaker's own clips
+in every split: no labels are read, so a test speaker is described relative to their own range
+the way speaker-normalised features are (standard practice in speech emotion recognition), and
+nothing about the test labels leaks. ``NormStats.speaker_scope`` records which.
 """
 from __future__ import annotations
 
@@ -69,6 +76,7 @@ class NormStats:
     min_per_speaker: int = 10
     dataset: dict[str, MeasureStats] = field(default_factory=dict)
     speakers: dict[str, dict[str, MeasureStats]] = field(default_factory=dict)
+    speaker_scope: str = "train"  # where per-speaker statistics come from: "train", "all splits", "none"
 
     @property
     def n_bins(self) -> int:
@@ -125,6 +133,7 @@ class NormStats:
             "format": FORMAT,
             "quantiles": list(self.quantiles),
             "min_per_speaker": self.min_per_speaker,
+            "speaker_scope": self.speaker_scope,
             "dataset": {m: s.to_dict() for m, s in self.dataset.items()},
             "speakers": {sp: {m: s.to_dict() for m, s in per.items()} for sp, per in self.speakers.items()},
         }
@@ -136,6 +145,7 @@ class NormStats:
         return cls(
             quantiles=tuple(float(q) for q in d["quantiles"]),
             min_per_speaker=int(d["min_per_speaker"]),
+            speaker_scope=str(d.get("speaker_scope", "train")),
             dataset={m: MeasureStats.from_dict(s) for m, s in d["dataset"].items()},
             speakers={sp: {m: MeasureStats.from_dict(s) for m, s in per.items()}
                       for sp, per in d["speakers"].items()},
@@ -207,4 +217,23 @@ def fit_norm_stats(
         kept = {m: _summarise(vals, qs) for m, vals in per.items() if len(vals) >= min_per_speaker}
         if kept:
             stats.speakers[sp] = kept
+    return stats
+
+
+def fit_speaker_norm_stats(
+    train_rows: Iterable[tuple[str | None, Mapping[str, Any]]],
+    all_rows: Iterable[tuple[str | None, Mapping[str, Any]]],
+    measures: Iterable[str] | None = None,
+    quantiles: Iterable[float] = DEFAULT_QUANTILES,
+    min_per_speaker: int = 10,
+) -> NormStats:
+    """Speaker normalisation: dataset-level statistics from ``train_rows`` (the fallback for
+    speakers with too few clips and for unknown speakers), per-speaker statistics from
+    ``all_rows`` (each speaker's own clips in every split; rows carry measures, never labels)."""
+    wanted = list(measures) if measures is not None else None
+    stats = fit_norm_stats([(None, values) for _, values in train_rows], wanted, quantiles=quantiles,
+                           min_per_speaker=min_per_speaker)
+    per = fit_norm_stats(list(all_rows), wanted, quantiles=quantiles, min_per_speaker=min_per_speaker)
+    stats.speakers = per.speakers
+    stats.speaker_scope = "all splits"
     return stats

@@ -162,6 +162,7 @@ class LibrosaProsody:
     """
 
     name = "librosa"
+    version = 2  # 2: spectral balance, loudness peaks, voicing rhythm, evidence durations
 
     def __init__(self, window_s: float = 2.0, hop_s: float = 1.0, pitch_hop_s: float = 0.01,
                  resolution_st: float = 0.2, beta_parameters: tuple[float, float] = BETA_PARAMETERS,
@@ -233,7 +234,7 @@ class LibrosaProsody:
         return list(LLD_NAMES), hop_s, table.astype(np.float32)
 
     def measure(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR,
-                words: list[Word] | None = None) -> ProsodyCues | MissingCue:
+                words: list[Word] | None = None, language: str | None = None) -> ProsodyCues | MissingCue:
         import librosa
 
         x = sr.as_mono_16k(audio, sample_rate)
@@ -247,17 +248,32 @@ class LibrosaProsody:
         # words but no voicing (whispered or low-quality audio): loudness, rate and pauses are still
         # measured; pitch and voice quality stay NaN and the converters say so
         f0_st = np.where(voiced, sr.hz_to_st(f0), np.nan)
+        duration = x.size / sr.TARGET_SR
+        timing = sr.speech_timing(x, times, voiced, words, language=language)
+        hop_s = self.hop / sr.TARGET_SR
+        voiced, f0_st, fallback = sr.pitch_fallback(x, times, voiced, f0_st, timing, hop_s, FMIN_HZ, FMAX_HZ)
+        if fallback:
+            f0 = np.where(voiced, 27.5 * 2.0 ** (f0_st / 12.0), np.nan)
+            if not words:  # syllable nuclei need the voicing
+                timing = sr.speech_timing(x, times, voiced, words, language=language)
         hnr = frame_hnr_db(x, times, f0, voiced)
         pair_t, pair_dt, pair_T, pair_da = perturbation_pairs(glottal_cycles(x, times, f0, voiced, self.hop))
-        duration = x.size / sr.TARGET_SR
-        timing = sr.speech_timing(x, times, voiced, words)
+        rms_db = self._frame_rms_db(x)[: times.size]
+        spectral = sr.spectral_balance(x, times, voiced)
 
         def span(a: float, b: float) -> ProsodyMeasures:
             sel = (times >= a) & (times < b)
             v = sel & voiced
             level = {"rms_dbfs": sr.rms_dbfs(x[int(a * sr.TARGET_SR):int(math.ceil(b * sr.TARGET_SR))])}
+            level.update(sr.voicing_measures(voiced[sel], hop_s, f0_st[sel]))
             if np.any(sel):
                 level["voiced_ratio"] = float(np.count_nonzero(v) / np.count_nonzero(sel))
+                level.update(sr.contour_dynamics(rms_db[sel], hop_s, unit_range=False))
+                for key, values in spectral.items():
+                    vals = values[sel]
+                    vals = vals[np.isfinite(vals)]
+                    if vals.size >= 3:
+                        level[key] = float(vals.mean())
             if np.count_nonzero(v) >= 3:
                 h = hnr[v]
                 if np.isfinite(h).any():
@@ -284,6 +300,8 @@ class LibrosaProsody:
                         "pitch_hop_s": self.hop / sr.TARGET_SR, "fmin_hz": FMIN_HZ, "fmax_hz": FMAX_HZ,
                         "resolution_st": self.resolution_st,
                         "beta_parameters": list(self.beta_parameters), "pause_source": timing.pause_source,
-                        "min_pause_s": sr.MIN_PAUSE_S},
+                        "min_pause_s": sr.MIN_PAUSE_S, "syllable_source": timing.syllable_source,
+                        "backend_version": self.version,
+                        "pitch_source": "praat-ac (fallback)" if fallback else "pyin"},
             ),
         )

@@ -20,7 +20,18 @@ LOUDNESS = "Loudness_sma3"
 JITTER = "jitterLocal_sma3nz"
 SHIMMER = "shimmerLocaldB_sma3nz"
 HNR = "HNRdBACF_sma3nz"
+# per-frame descriptors averaged over voiced frames (eGeMAPS computes their functionals the same way)
+VOICED_MEANS = {
+    "alpha_ratio_db": "alphaRatio_sma3", "hammarberg_db": "hammarbergIndex_sma3",
+    "spectral_slope_0_500": "slope0-500_sma3", "spectral_slope_500_1500": "slope500-1500_sma3",
+    "h1_h2_db": "logRelF0-H1-H2_sma3nz", "h1_a3_db": "logRelF0-H1-A3_sma3nz",
+    "f1_hz": "F1frequency_sma3nz", "f2_hz": "F2frequency_sma3nz", "f3_hz": "F3frequency_sma3nz",
+}
+FLUX = "spectralFlux_sma3"
 LLD_HOP_S = 0.01
+VERSION = 2  # 2: spectral balance, formants, loudness dynamics, voicing rhythm, evidence durations,
+# Praat pitch fallback
+OWN_VOICING_MIN_FRAMES = 25  # openSMILE's own voiced frames behind its nz voice-quality/formant LLDs
 LLD_MIN_SAMPLES = int(0.1 * sr.TARGET_SR)  # less than one 60 ms pitch frame plus context
 
 
@@ -29,6 +40,7 @@ class OpenSmileProsody:
     """eGeMAPSv02 prosody: pitch, loudness, jitter, shimmer, HNR, voicing; rates from speech_rate."""
 
     name = "opensmile"
+    version = VERSION
 
     def __init__(self, window_s: float = 2.0, hop_s: float = 1.0, **options):
         if options:
@@ -85,7 +97,7 @@ class OpenSmileProsody:
         return names, LLD_HOP_S, np.nan_to_num(values, nan=0.0).astype(np.float32)
 
     def measure(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR,
-                words: list[Word] | None = None) -> ProsodyCues | MissingCue:
+                words: list[Word] | None = None, language: str | None = None) -> ProsodyCues | MissingCue:
         x = sr.as_mono_16k(audio, sample_rate)
         missing = sr.missing_reason(x)
         if missing is not None:
@@ -110,18 +122,37 @@ class OpenSmileProsody:
         # measured; pitch and voice quality stay NaN and the converters say so
         f0_st = np.where(voiced, f0, np.nan)
         duration = x.size / sr.TARGET_SR
-        timing = sr.speech_timing(x, times, voiced, words)
+        timing = sr.speech_timing(x, times, voiced, words, language=language)
+        own_voiced = voiced
+        voiced, f0_st, fallback = sr.pitch_fallback(x, times, voiced, f0_st, timing, LLD_HOP_S)
+        if fallback and not words:  # syllable nuclei need the voicing
+            timing = sr.speech_timing(x, times, voiced, words, language=language)
 
         def span(a: float, b: float) -> ProsodyMeasures:
             sel = (times >= a) & (times < b)
             v = sel & voiced
-            parts = [sr.pitch_stats(f0_st[sel]), sr.rate_and_pause_measures(timing, a, b)]
+            own = sel & own_voiced
+            # openSMILE's nz descriptors exist only on its own voiced frames: with Praat's pitch,
+            # they are used when openSMILE itself voiced enough of the span
+            nz_ok = not fallback or np.count_nonzero(own) >= OWN_VOICING_MIN_FRAMES
+            parts = [sr.pitch_stats(f0_st[sel]), sr.rate_and_pause_measures(timing, a, b),
+                     sr.voicing_measures(voiced[sel], LLD_HOP_S, f0_st[sel])]
             level = {"rms_dbfs": sr.rms_dbfs(x[int(a * sr.TARGET_SR):int(math.ceil(b * sr.TARGET_SR))])}
             if np.any(sel):
                 loud = col[LOUDNESS][sel]
                 level.update(loudness_mean=float(loud.mean()), loudness_sd=float(loud.std()),
-                             voiced_ratio=float(np.count_nonzero(v) / np.count_nonzero(sel)))
-            if np.count_nonzero(v) >= 3:
+                             voiced_ratio=float(np.count_nonzero(v) / np.count_nonzero(sel)),
+                             spectral_flux=float(col[FLUX][sel].mean()))
+                level.update(sr.contour_dynamics(loud, LLD_HOP_S))
+                for key, name in VOICED_MEANS.items():
+                    if name.endswith("nz") and not nz_ok:
+                        continue
+                    vals = col[name][own if name.endswith("nz") else v]
+                    vals = vals[vals != 0] if name.endswith("nz") else vals
+                    if vals.size >= 3:
+                        level[key] = float(vals.mean())
+            if np.count_nonzero(own) >= 3 and nz_ok:
+                v = own
                 # openSMILE's "nz" convention: 0 marks "not computed" even inside voiced frames
                 for key, name in (("jitter_local", JITTER), ("shimmer_local_db", SHIMMER), ("hnr_db", HNR)):
                     vals = col[name][v]
@@ -144,6 +175,8 @@ class OpenSmileProsody:
                 model="eGeMAPSv02",
                 version=self._version,
                 params={"window_s": self.window_s, "hop_s": self.hop_s, "lld_hop_s": LLD_HOP_S,
-                        "pause_source": timing.pause_source, "min_pause_s": sr.MIN_PAUSE_S},
+                        "pause_source": timing.pause_source, "min_pause_s": sr.MIN_PAUSE_S,
+                        "syllable_source": timing.syllable_source, "backend_version": VERSION,
+                        "pitch_source": "praat-ac (fallback)" if fallback else "opensmile-shs"},
             ),
         )

@@ -4,13 +4,19 @@ Speaking rate follows de Jong & Wempe (2009, "Praat script to detect syllable nu
 nucleus is a peak of the intensity contour that is (a) above a threshold 25 dB below the 99th
 percentile of the clip's intensity (and 8 dB above its noise floor, see ``_silence_threshold``),
 (b) more than 2 dB above the dip that follows it and (c) voiced.
+When ASR words are given, the syllable rate counts the syllables of the recognised words
+(``word_syllables``: pyphen hyphenation in the transcript's language, vowel-less parts dropped)
+over the speech span, so a clip where words were heard never reads "0 syllables/s"; syllable
+nuclei are the fallback without a transcript.
 Pauses are gaps of at least 0.25 s between ASR words when words are given, else between runs of
 energy-based voice activity (same intensity threshold). Both backends use these functions so the
 two give comparable rates and pauses whatever their pitch tracker.
 """
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,6 +208,8 @@ class SpeechTiming:
     word_mid_s: np.ndarray | None = None  # None: no ASR words were given
     pause_source: str = "energy"  # "words" or "energy"
     nuclei_measurable: bool = True  # False when no frame was voiced: syllables cannot be found
+    word_syllables: np.ndarray | None = None  # syllables of each ASR word (same order as word_mid_s)
+    syllable_source: str = "nuclei"  # "transcript" or "nuclei"
 
 
 def _check_words(words: list[Word]) -> list[Word]:
@@ -225,13 +233,16 @@ def _gaps(spans: list[tuple[float, float]], min_gap: float) -> list[tuple[float,
 
 
 def speech_timing(audio16k: np.ndarray, voiced_times: np.ndarray, voiced: np.ndarray,
-                  words: list[Word] | None = None, min_pause_s: float = MIN_PAUSE_S) -> SpeechTiming:
-    """Speech extent, pauses and syllable nuclei of a clip, from words when given else energy."""
+                  words: list[Word] | None = None, min_pause_s: float = MIN_PAUSE_S,
+                  language: str | None = None) -> SpeechTiming:
+    """Speech extent, pauses and syllable nuclei of a clip, from words when given else energy;
+    with words, the syllables of the recognised words (``language``: the transcript's)."""
     times, db = intensity_db(audio16k)
     nuclei = syllable_nuclei(times, db, voiced_times, voiced)
     if words:
         ws = _check_words(words)
         spans = [(float(w.start_s), float(w.end_s)) for w in ws]
+        syllables = np.array([word_syllables(w.text, language) for w in ws], dtype=np.float64)
         return SpeechTiming(
             speech_start_s=spans[0][0],
             speech_end_s=max(e for _, e in spans),
@@ -240,6 +251,8 @@ def speech_timing(audio16k: np.ndarray, voiced_times: np.ndarray, voiced: np.nda
             word_mid_s=np.array([(s + e) / 2 for s, e in spans]),
             pause_source="words",
             nuclei_measurable=bool(np.any(voiced)),
+            word_syllables=syllables,
+            syllable_source="transcript" if syllables.sum() > 0 else "nuclei",
         )
     spans = energy_activity(times, db)
     if not spans:
@@ -266,19 +279,228 @@ def rate_and_pause_measures(timing: SpeechTiming, start_s: float, end_s: float) 
         return out
     lo, hi = max(start_s, timing.speech_start_s), min(end_s, timing.speech_end_s)
     speech_span = hi - lo
-    if speech_span < MIN_RATE_SPAN_S:
-        return out
-    nuc = timing.nuclei_s
-    if timing.nuclei_measurable:
-        out["speaking_rate_syl_per_s"] = float(np.count_nonzero((nuc >= lo) & (nuc < hi))) / speech_span
+    out["speech_duration_s"] = max(0.0, speech_span)
     if timing.word_mid_s is not None:
         mids = timing.word_mid_s
-        out["speaking_rate_words_per_s"] = float(np.count_nonzero((mids >= lo) & (mids < hi))) / speech_span
+        in_span = (mids >= lo) & (mids < hi)
+        out["word_count"] = float(np.count_nonzero(in_span))
+    if speech_span < MIN_RATE_SPAN_S:
+        return out
+    syllables = math.nan
+    if timing.syllable_source == "transcript" and timing.word_syllables is not None:
+        syllables = float(timing.word_syllables[in_span].sum())
+    if not syllables > 0 and timing.nuclei_measurable:
+        nuc = timing.nuclei_s
+        # speech without a single nucleus is not "0 syllables/s": the nuclei were not found
+        syllables = float(np.count_nonzero((nuc >= lo) & (nuc < hi))) or math.nan
+    if syllables > 0:
+        out["syllable_count"] = syllables
+        out["speaking_rate_syl_per_s"] = syllables / speech_span
+    if timing.word_mid_s is not None:
+        out["speaking_rate_words_per_s"] = out["word_count"] / speech_span
     inside = [(a, b) for a, b in timing.pauses if start_s <= (a + b) / 2 < end_s]
     out["pause_count"] = float(len(inside))
     out["pause_mean_s"] = float(np.mean([b - a for a, b in inside])) if inside else math.nan
     clipped = sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in timing.pauses)
     out["pause_ratio"] = float(clipped / speech_span)
+    return out
+
+
+# ---------------------------------------------------------------- pitch fallback
+
+PITCH_FALLBACK_BELOW_S = 0.25  # primary tracker's voiced time in the speech below which Praat is asked
+FALLBACK_MAX_DEVIATION_ST = 5.0  # fallback frames further than this from their median are octave errors
+
+
+def praat_pitch_hz(audio16k: np.ndarray, times: np.ndarray, fmin: float = 65.0, fmax: float = 500.0) -> np.ndarray:
+    """F0 (Hz, NaN unvoiced) at ``times`` from Praat's autocorrelation pitch (Boersma 1993;
+    parselmouth, Praat's standard voicing/silence/octave settings, 10 ms steps)."""
+    import parselmouth
+
+    snd = parselmouth.Sound(np.asarray(audio16k, np.float64), TARGET_SR)
+    pitch = snd.to_pitch_ac(time_step=0.01, pitch_floor=fmin, pitch_ceiling=fmax)
+    f = np.asarray(pitch.selected_array["frequency"], np.float64)
+    t = np.asarray(pitch.xs(), np.float64)
+    out = np.full(np.shape(times), np.nan)
+    if f.size == 0:
+        return out
+    f = np.where(f > 0, f, np.nan)
+    idx = np.clip(np.round((np.asarray(times) - t[0]) / 0.01).astype(int), 0, f.size - 1)
+    inside = (times >= t[0] - 0.01) & (times <= t[-1] + 0.01)
+    out[inside] = f[idx[inside]]
+    return out
+
+
+def in_speech(times: np.ndarray, timing: "SpeechTiming") -> np.ndarray:
+    """Frames inside the speech extent and outside its pauses."""
+    if not math.isfinite(timing.speech_start_s):
+        return np.zeros(np.shape(times), bool)
+    keep = (times >= timing.speech_start_s) & (times <= timing.speech_end_s)
+    for a, b in timing.pauses:
+        keep &= ~((times > a) & (times < b))
+    return keep
+
+
+def pitch_fallback(audio16k: np.ndarray, times: np.ndarray, voiced: np.ndarray, f0_st: np.ndarray,
+                   timing: "SpeechTiming", hop_s: float, fmin: float = 65.0,
+                   fmax: float = 500.0) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(voiced, f0 in st, used): Praat's pitch inside the speech when the primary tracker found
+    less than ``PITCH_FALLBACK_BELOW_S`` of voicing there.
+
+    Why: on speaker 1001's CREMA-D FLV clips (quiet, breathy speech over a steady ~100-230 Hz
+    room hum about 20 dB down) openSMILE's SHS and pYIN reject almost every frame, while Praat's
+    autocorrelation tracker, whose voicing decision is relative to the clip's peak intensity,
+    finds the voice at plausible male F0 (106-123 Hz). Frames outside the speech (the hum in the
+    silences) are never used, and inside it Praat still jumps to the hum or an octave now and
+    then, so frames more than ``FALLBACK_MAX_DEVIATION_ST`` from the median are dropped (this caps
+    the pitch range such a clip can show; the evidence rules then decide whether what is left
+    suffices). CREPE was tried and tracks the hum itself (voiced at ~226 Hz in the silences)."""
+    speech = in_speech(times, timing)
+    if np.count_nonzero(voiced & speech) * hop_s >= PITCH_FALLBACK_BELOW_S or not speech.any():
+        return voiced, f0_st, False
+    f_st = hz_to_st(praat_pitch_hz(audio16k, times, fmin, fmax))
+    alt = np.isfinite(f_st) & speech
+    if alt.any():
+        # octave errors and the hum: keep frames within a fourth of the median of the speech
+        alt &= np.abs(f_st - np.median(f_st[alt])) <= FALLBACK_MAX_DEVIATION_ST
+    if np.count_nonzero(alt) <= np.count_nonzero(voiced):
+        return voiced, f0_st, False
+    return alt, np.where(alt, f_st, np.nan), True
+
+
+# ---------------------------------------------------------------- syllables of words
+
+
+_VOWELS = set("aeiouyäöüàâéèêëîïôùûœæøå")
+
+
+@functools.lru_cache(maxsize=16)
+def _hyphenator(language: str | None):
+    """pyphen dictionary for a Whisper language code ("en", "de", ...); English when unknown.
+    left/right = 1: syllables at word edges count too ("a-gain")."""
+    import pyphen
+
+    lang = (language or "en").lower()
+    chosen = pyphen.language_fallback(lang) or pyphen.language_fallback(f"{lang}_{lang}") or "en_US"
+    return pyphen.Pyphen(lang=chosen, left=1, right=1)
+
+
+def _part_syllables(part: str, english: bool) -> int:
+    groups = re.findall(f"[{''.join(sorted(_VOWELS))}]+", part)
+    n = len(groups)
+    if english and n > 1 and part.endswith("e") and not part.endswith(("le", "ee", "ye")) and groups[-1] == "e":
+        n -= 1  # silent final e: "there", "make"
+    return n
+
+
+@functools.lru_cache(maxsize=65536)
+def word_syllables(word: str, language: str | None = None) -> int:
+    """Syllables of one written word: pyphen splits it at its hyphenation points (language from
+    the transcript), each part counts its vowel groups (a silent final "e" not counted in
+    English): "hello" 2, "there" 1, "beautiful" 3, "gefahren" 3. 0 for tokens without letters."""
+    letters = "".join(ch for ch in word.lower() if ch.isalpha())
+    if not letters:
+        return 0
+    english = (language or "en").lower().startswith("en")
+    parts = _hyphenator(language).inserted(letters).split("-")
+    return max(1, sum(_part_syllables(part, english) for part in parts))
+
+
+# ---------------------------------------------------------------- voicing rhythm, contours
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the True runs of a boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, np.int8), [0]])))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def voicing_measures(voiced: np.ndarray, hop_s: float, f0_st: np.ndarray | None = None) -> dict[str, float]:
+    """Voiced time, rhythm of voiced/unvoiced stretches (eGeMAPS' VoicedSegmentsPerSec,
+    MeanVoicedSegmentLength, MeanUnvoicedSegmentLength) and mean rising/falling pitch slopes
+    (st/s, per voiced run, between successive turning points of the contour)."""
+    v = np.asarray(voiced, bool)
+    out: dict[str, float] = {"voiced_duration_s": float(np.count_nonzero(v) * hop_s)}
+    if v.size == 0:
+        return out
+    on = runs(v)
+    off = [(a, b) for a, b in runs(~v) if a > 0 and b < v.size]  # gaps between voiced stretches
+    span_s = v.size * hop_s
+    if on:
+        out["voiced_segments_per_s"] = len(on) / span_s
+        out["voiced_segment_mean_s"] = float(np.mean([(b - a) * hop_s for a, b in on]))
+    if off:
+        out["unvoiced_segment_mean_s"] = float(np.mean([(b - a) * hop_s for a, b in off]))
+    if f0_st is not None:
+        rises, falls = [], []
+        for a, b in on:
+            seg = np.asarray(f0_st[a:b], np.float64)
+            if seg.size < 3 or not np.all(np.isfinite(seg)):
+                continue
+            d = np.diff(seg)
+            turn = np.flatnonzero(np.diff(np.sign(d)) != 0) + 1  # turning points of the contour
+            bounds = np.concatenate([[0], turn, [seg.size - 1]])
+            for i0, i1 in zip(bounds[:-1], bounds[1:]):
+                if i1 - i0 < 2:
+                    continue
+                slope = (seg[i1] - seg[i0]) / ((i1 - i0) * hop_s)
+                (rises if slope > 0 else falls).append(abs(slope))
+        if rises:
+            out["pitch_rise_st_per_s"] = float(np.mean(rises))
+        if falls:
+            out["pitch_fall_st_per_s"] = float(np.mean(falls))
+    return out
+
+
+def contour_dynamics(values: np.ndarray, hop_s: float, unit_range: bool = True) -> dict[str, float]:
+    """Loudness dynamics of a contour: 80th-20th percentile range (``loudness_range``, only for
+    sone loudness: ``unit_range``) and peaks per second (eGeMAPS' loudnessPeaksPerSec: local
+    maxima standing out from their neighbours)."""
+    x = np.asarray(values, np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 3:
+        return {}
+    out: dict[str, float] = {}
+    if unit_range:
+        p20, p80 = np.percentile(x, [20, 80])
+        out["loudness_range"] = float(p80 - p20)
+    from scipy.signal import find_peaks
+
+    prominence = 0.1 * float(np.ptp(x)) if np.ptp(x) > 0 else None
+    peaks, _ = find_peaks(x, prominence=prominence)
+    out["loudness_peaks_per_s"] = float(peaks.size / (x.size * hop_s))
+    return out
+
+
+def spectral_balance(audio16k: np.ndarray, frame_times: np.ndarray, voiced: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame spectral-balance descriptors with eGeMAPS' definitions, for backends without
+    openSMILE: alpha ratio (dB, 1-5 kHz vs 50-1000 Hz energy: openSMILE's sign, near 0 for
+    effortful voices, strongly negative for soft ones), Hammarberg index (dB, strongest
+    0-2 kHz vs 2-5 kHz), spectral slopes (dB/Hz regression over 0-500 and 500-1500 Hz) and
+    spectral flux (over all frames). 25 ms Hamming frames at ``frame_times``."""
+    n = 512
+    win = int(0.025 * TARGET_SR)
+    half = win // 2
+    padded = np.pad(audio16k.astype(np.float64), (half, half))
+    starts = np.clip(np.round(frame_times * TARGET_SR).astype(int), 0, padded.size - win)
+    frames = padded[starts[:, None] + np.arange(win)[None, :]] * np.hamming(win)
+    power = np.abs(np.fft.rfft(frames, n)) ** 2 + 1e-12
+    freqs = np.fft.rfftfreq(n, 1 / TARGET_SR)
+    band = lambda lo, hi: (freqs >= lo) & (freqs < hi)  # noqa: E731
+    out = {
+        "alpha_ratio_db": 10 * np.log10(power[:, band(1000, 5000)].sum(1) / power[:, band(50, 1000)].sum(1)),
+        "hammarberg_db": 10 * np.log10(power[:, band(0, 2000)].max(1) / power[:, band(2000, 5000)].max(1)),
+    }
+    db = 10 * np.log10(power)
+    for key, (lo, hi) in (("spectral_slope_0_500", (0, 500)), ("spectral_slope_500_1500", (500, 1500))):
+        f = freqs[band(lo, hi)]
+        fc = f - f.mean()
+        out[key] = (db[:, band(lo, hi)] - db[:, band(lo, hi)].mean(1, keepdims=True)) @ fc / float(fc @ fc)
+    mag = np.sqrt(power)
+    norm = mag / np.maximum(mag.sum(1, keepdims=True), 1e-12)
+    out["spectral_flux"] = np.concatenate([[np.nan], np.sum(np.diff(norm, axis=0) ** 2, axis=1)])
+    for key in ("alpha_ratio_db", "hammarberg_db", "spectral_slope_0_500", "spectral_slope_500_1500"):
+        out[key] = np.where(voiced, out[key], np.nan)
     return out
 
 

@@ -137,23 +137,50 @@ class FaceConfig:
 DEFAULT_BIN_WORDS: tuple[str, ...] = ("very low", "low", "moderate", "high", "very high")
 
 
+# What the voice block adds after the core measures (``ProsodyConfig.extra_measures``), grouped as
+# read: pitch movement, loudness dynamics, voice quality, spectral balance, vowel space, rhythm.
+DEFAULT_EXTRA_MEASURES: tuple[str, ...] = (
+    "pitch_range_st", "pitch_rise_st_per_s", "pitch_fall_st_per_s",
+    "loudness_range", "loudness_peaks_per_s",
+    "hnr_db", "jitter_local", "shimmer_local_db", "h1_h2_db", "h1_a3_db",
+    "alpha_ratio_db", "hammarberg_db", "spectral_slope_0_500", "spectral_slope_500_1500", "spectral_flux",
+    "f1_hz", "f2_hz", "f3_hz",
+    "voiced_segments_per_s", "voiced_segment_mean_s", "unvoiced_segment_mean_s",
+)
+
+
 @dataclass
 class ProsodyConfig:
     """Which prosodic measures are described, in this order, and with which words.
 
-    Words mode bins each value into the training split's quintiles (``NormStats``: 20/40/60/80th
-    percentiles), per speaker when the speaker is known and has statistics (``per_speaker``).
-    ``rate_measure``: syllables/s (language independent) or words/s (needs a transcript).
-    ``voice_quality``: jitter, shimmer and HNR as plain bins. No "breathy"/"rough" labels: those
-    need spectral-tilt measures (H1-H2, CPP) that the prosody backends do not provide.
+    Words mode bins each value into quintiles of a ``NormStats`` (20/40/60/80th percentiles):
+    the speaker's own clips when the speaker is known and has at least ``speaker_min_clips``
+    of them (``per_speaker``; build-dataset's ``--speaker-norm``), else the training split's.
+    ``measures``: the core measures, always named ("not measurable: ..." when missing);
+    ``rate``: ``rate_measure``, syllables/s (from the transcript's words when there is one,
+    else syllable nuclei) or words/s.
+    ``extra_measures``: what follows (pitch movement, loudness dynamics, voice quality, spectral
+    balance, formants, voicing rhythm); one a backend does not measure is left out silently,
+    one without enough evidence is named as not measurable. ``()`` gives the six-measure
+    prompts of earlier versions.
+    ``voice_quality``: jitter, shimmer and HNR right after the core measures (they are also in
+    the default extras).
+    Evidence rules: words that rest on the pitch track (pitch, voice quality, spectral balance,
+    formants, voicing rhythm) need ``min_voiced_s`` of voiced frames in the span; rates and pauses
+    need ``min_speech_s`` of speech (first to last word, or energy activity). Below that the
+    prompt says "not measurable: ..." instead of binning a handful of frames.
     """
 
     measures: tuple[str, ...] = (
         "pitch_mean_st", "pitch_sd_st", "loudness_mean", "loudness_sd", "rate", "pause_ratio",
     )
+    extra_measures: tuple[str, ...] = DEFAULT_EXTRA_MEASURES
     rate_measure: Literal["speaking_rate_syl_per_s", "speaking_rate_words_per_s"] = "speaking_rate_syl_per_s"
     voice_quality: bool = False
     per_speaker: bool = True
+    speaker_min_clips: int = 5
+    min_voiced_s: float = 0.25
+    min_speech_s: float = 0.5
     bin_words: tuple[str, ...] = DEFAULT_BIN_WORDS
     rate_words: tuple[str, ...] = ("very slow", "slow", "moderate", "fast", "very fast")
     missing_note: bool = True  # "pitch not measurable" for NaN values

@@ -1,9 +1,14 @@
 """Prosody -> text: quintile words ("high pitch, very fast speaking rate") or rounded values.
 
-Words mode bins each measure with the training split's ``NormStats`` (quintile edges, per speaker
-when that speaker has statistics), so "high" means "higher than 60-80 % of the training
-utterances", not a fixed physical threshold. Numeric mode states the value with its unit and,
-when statistics are given, its z-score ("pitch 212 Hz (+1.3 SD)").
+Words mode bins each measure with a ``NormStats`` (quintile edges): the speaker's own clips when
+the build normalises per speaker (``--speaker-norm``, the default) and the speaker has enough
+clips, else the training split's. "High pitch" then means "higher than 60-80 % of this
+speaker's utterances", not a fixed physical threshold. Numeric mode states the value with its
+unit and, when statistics are given, its z-score ("pitch 212 Hz (+1.3 SD)").
+
+Evidence rules (``ProsodyConfig.min_voiced_s``, ``min_speech_s``): a measure is described only
+when the span holds enough voiced frames (pitch, voice quality, spectrum, formants, voicing
+rhythm) or enough speech (rates, pauses); otherwise it is named under "not measurable".
 """
 from __future__ import annotations
 
@@ -41,8 +46,61 @@ _PHRASES: dict[str, tuple[str, str]] = {
     "jitter_local": ("jitter", "jitter"),
     "shimmer_local_db": ("shimmer", "shimmer"),
     "hnr_db": ("harmonics-to-noise ratio", "harmonics-to-noise ratio"),
+    "pitch_rise_st_per_s": ("speed of pitch rises", "pitch movement"),
+    "pitch_fall_st_per_s": ("speed of pitch falls", "pitch movement"),
+    "loudness_range": ("loudness range", "loudness range"),
+    "loudness_peaks_per_s": ("rate of loudness peaks", "loudness peaks"),
+    "h1_h2_db": ("breathiness (H1-H2)", "voice quality"),
+    "h1_a3_db": ("high-harmonic damping (H1-A3)", "voice quality"),
+    "alpha_ratio_db": ("high-frequency energy (alpha ratio)", "spectral balance"),
+    "hammarberg_db": ("spectral tilt (Hammarberg index)", "spectral balance"),
+    "spectral_slope_0_500": ("spectral slope below 500 Hz", "spectral balance"),
+    "spectral_slope_500_1500": ("spectral slope 500-1500 Hz", "spectral balance"),
+    "spectral_flux": ("spectral change", "spectral change"),
+    "f1_hz": ("first formant", "formants"),
+    "f2_hz": ("second formant", "formants"),
+    "f3_hz": ("third formant", "formants"),
+    "voiced_segments_per_s": ("rate of voiced stretches", "voicing rhythm"),
+    "voiced_segment_mean_s": ("length of voiced stretches", "voicing rhythm"),
+    "unvoiced_segment_mean_s": ("length of unvoiced gaps", "voicing rhythm"),
 }
 VOICE_QUALITY = ("jitter_local", "shimmer_local_db", "hnr_db")
+# how an extra measure is named in "not measurable" notes (one name per group keeps them short)
+EXTRA_GROUPS: dict[str, str] = {
+    "pitch_range_st": "pitch movement", "pitch_rise_st_per_s": "pitch movement", "pitch_fall_st_per_s": "pitch movement",
+    "loudness_range": "loudness dynamics", "loudness_peaks_per_s": "loudness dynamics",
+    "hnr_db": "voice quality", "jitter_local": "voice quality", "shimmer_local_db": "voice quality",
+    "h1_h2_db": "voice quality", "h1_a3_db": "voice quality",
+    "alpha_ratio_db": "spectral balance", "hammarberg_db": "spectral balance",
+    "spectral_slope_0_500": "spectral balance", "spectral_slope_500_1500": "spectral balance",
+    "spectral_flux": "spectral change", "f1_hz": "formants", "f2_hz": "formants", "f3_hz": "formants",
+    "voiced_segments_per_s": "voicing rhythm", "voiced_segment_mean_s": "voicing rhythm",
+    "unvoiced_segment_mean_s": "voicing rhythm",
+}
+# measures that rest on the pitch track / on the speech span (the evidence rules)
+NEEDS_VOICING = frozenset({
+    "pitch_mean_st", "pitch_sd_st", "pitch_range_st", "pitch_rise_st_per_s", "pitch_fall_st_per_s",
+    "jitter_local", "shimmer_local_db", "hnr_db", "h1_h2_db", "h1_a3_db", "alpha_ratio_db", "hammarberg_db",
+    "spectral_slope_0_500", "spectral_slope_500_1500", "f1_hz", "f2_hz", "f3_hz", "voiced_ratio",
+    "voiced_segments_per_s", "voiced_segment_mean_s", "unvoiced_segment_mean_s",
+})
+NEEDS_SPEECH = frozenset({
+    "speaking_rate_syl_per_s", "speaking_rate_words_per_s", "pause_ratio", "pause_count", "pause_mean_s",
+})
+
+
+def lacks_evidence(measure: str, m: ProsodyMeasures, config: ProsodyConfig) -> str:
+    """Why ``measure`` must not be described for ``m`` ('' when the evidence suffices or the
+    record does not say: older cue records carry no evidence durations)."""
+    if measure in NEEDS_VOICING:
+        voiced = getattr(m, "voiced_duration_s", math.nan)
+        if _finite(voiced) and voiced < config.min_voiced_s:
+            return f"{voiced:.2f} s voiced, {config.min_voiced_s:g} s needed"
+    if measure in NEEDS_SPEECH:
+        speech = getattr(m, "speech_duration_s", math.nan)
+        if _finite(speech) and speech < config.min_speech_s:
+            return f"{speech:.2f} s of speech, {config.min_speech_s:g} s needed"
+    return ""
 
 
 def _finite(x: Any) -> bool:
@@ -102,7 +160,21 @@ def _numeric(measure: str, m: ProsodyMeasures, value: float, zscore: str) -> str
         return f"shimmer {value:.2f} dB{z}"
     if measure == "hnr_db":
         return f"HNR {value:.1f} dB{z}"
-    return f"{measure} {value:.3g}{z}"
+    if measure in ("pitch_rise_st_per_s", "pitch_fall_st_per_s"):
+        return f"{_PHRASES[measure][0]} {value:.0f} st/s{z}"
+    if measure == "loudness_range":
+        return f"loudness range {value:.2f} sone{z}"
+    if measure in ("loudness_peaks_per_s", "voiced_segments_per_s"):
+        return f"{_PHRASES[measure][0]} {value:.1f}/s{z}"
+    if measure in ("voiced_segment_mean_s", "unvoiced_segment_mean_s"):
+        return f"{_PHRASES[measure][0]} {value:.2f} s{z}"
+    if measure in ("f1_hz", "f2_hz", "f3_hz"):
+        return f"{_PHRASES[measure][0]} {value:.0f} Hz{z}"
+    if measure in ("h1_h2_db", "h1_a3_db", "alpha_ratio_db", "hammarberg_db"):
+        return f"{_PHRASES[measure][0]} {value:.1f} dB{z}"
+    if measure.startswith("spectral_slope"):
+        return f"{_PHRASES[measure][0]} {1000 * value:.1f} dB/kHz{z}"
+    return f"{_PHRASES.get(measure, (measure,))[0]} {value:.3g}{z}"
 
 
 _THREE = {5: (1, 2, 3)}  # a three-bin NormStats: "low", "moderate", "high" of the five words
@@ -153,16 +225,24 @@ def prosody_fragment(
     measures = [config.rate_measure if x == "rate" else x for x in config.measures]
     if config.voice_quality:
         measures += [x for x in VOICE_QUALITY if x not in measures]
+    core = set(measures)
+    measures += [x for x in config.extra_measures if x not in core]
     parts: list[str] = []
     unmeasurable: list[str] = []
+    reasons: list[str] = []
     unfitted: list[str] = []
     n_bins = getattr(norm_stats, "n_bins", 5)
     for measure in measures:
-        value = getattr(m, measure)
-        if not _finite(value):
-            name = _PHRASES.get(measure, (measure, measure))[1]
+        value = getattr(m, measure, math.nan)
+        why = lacks_evidence(measure, m, config)
+        if why or (not _finite(value) and measure in core):
+            name = _PHRASES.get(measure, (measure, measure))[1] if measure in core else EXTRA_GROUPS.get(measure, measure)
             if name not in unmeasurable:
                 unmeasurable.append(name)
+            if why and why not in reasons:
+                reasons.append(why)
+            continue
+        if not _finite(value):  # an extra measure this backend does not provide
             continue
         if mode == "numeric":
             parts.append(_numeric(measure, m, value, _z(norm_stats, measure, value, who)))
@@ -174,7 +254,8 @@ def prosody_fragment(
         parts.append(_words(measure, m, int(level), n_bins, config))
     notes = []
     if unmeasurable and config.missing_note:
-        notes.append(f"not measurable: {', '.join(unmeasurable)}")
+        because = f" ({'; '.join(reasons)})" if reasons else ""
+        notes.append(f"not measurable: {', '.join(unmeasurable)}{because}")
     if unfitted:
         notes.append(f"no training statistics for {', '.join(unfitted)}")
     if not parts:

@@ -36,6 +36,10 @@ def transcript_in_span(transcript: Any, start: float, end: float) -> Any:
     )
 
 
+# measures that add up over time (the evidence behind the others): cut to the span by density
+EXTENSIVE = frozenset({"voiced_duration_s", "speech_duration_s", "word_count", "syllable_count"})
+
+
 def prosody_in_span(prosody: Any, start: float, end: float) -> Any:
     """Prosody over [start, end) from the overlapping analysis windows (overlap-weighted means)."""
     if not isinstance(prosody, ProsodyCues) or not prosody.windows:
@@ -48,11 +52,16 @@ def prosody_in_span(prosody: Any, start: float, end: float) -> Any:
     if not overlapping:
         return MissingCue("too_short", f"no prosody window overlaps {start:.2f}-{end:.2f} s")
     values = {}
+    lo, hi = max(start, clip.start_s), min(end, clip.end_s)
     for name in PROSODY_MEASURE_NAMES:
-        pairs = [(getattr(w, name), o) for w, o in overlapping if math.isfinite(getattr(w, name))]
+        extensive = name in EXTENSIVE  # durations and counts: each window's density per second
+        pairs = [(getattr(w, name) / (w.end_s - w.start_s) if extensive else getattr(w, name), o)
+                 for w, o in overlapping if math.isfinite(getattr(w, name)) and w.end_s > w.start_s]
         total = sum(o for _, o in pairs)
         values[name] = sum(v * o for v, o in pairs) / total if total > 0 else math.nan
-    span = ProsodyMeasures(start_s=max(start, clip.start_s), end_s=min(end, clip.end_s), **values)
+        if name in EXTENSIVE and math.isfinite(values[name]):
+            values[name] *= max(0.0, hi - lo)
+    span = ProsodyMeasures(start_s=lo, end_s=hi, **values)
     return dataclasses.replace(prosody, clip=span, windows=[w for w, _ in overlapping], functionals={})
 
 
