@@ -311,6 +311,10 @@ def configure(script_args, model_args, training_args) -> None:
     if training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = f"eval_{script_args.selection_metric}"
         training_args.greater_is_better = True
+    import torch
+
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # nothing to pin to (avoids a warning per loader)
     if training_args.eval_strategy == "no" or str(getattr(training_args.eval_strategy, "value", "")) == "no":
         training_args.load_best_model_at_end = False
 

@@ -33,7 +33,7 @@ def resolve_model(name: str) -> tuple[str, str | None]:
         path = MODELS[name].require()
         if path.is_file() and path.suffix == ".gguf":
             return str(path.parent), path.name
-        return str(path), None
+        return str(path.parent if path.is_file() else path), None  # a weights file -> its model folder
     p = Path(name).expanduser()
     if p.is_file() and p.suffix == ".gguf":
         return str(p.parent), p.name
