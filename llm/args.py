@@ -71,6 +71,11 @@ class ScriptArguments:
         default=1.0,
         metadata={"help": "Encoders: learning rate of layer l = lr * decay^(L-l) (1.0 = off); the head keeps lr."},
     )
+    label_scoring: str = field(
+        default="sum",
+        metadata={"help": "Generative/zero-shot decoders: a label's score is the sum or the mean of its tokens' "
+                          "log-probabilities.", "choices": ["sum", "mean"]},
+    )
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows (debugging)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N rows of each evaluated split (debugging)."})
 
