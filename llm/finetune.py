@@ -72,6 +72,9 @@ class FinetuneTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=50, metadata={"help": "Log every N optimisation steps."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (the best one always)."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the checkpoint with the best selection metric."})
+    metric_for_best_model: Optional[str] = field(
+        default="selection", metadata={"help": "Default 'selection': eval_<--selection_metric> (higher is better)."}
+    )
     train_sampling_strategy: str = field(
         default="group_by_length",
         metadata={"help": "group_by_length (default: batches of similar length, less padding) | random | sequential."},
@@ -308,7 +311,7 @@ def configure(script_args, model_args, training_args) -> None:
         raise FinetuneError(f"--aggregate must be one of {AGGREGATES}")
     if script_args.method == "qlora":
         model_args.load_in_4bit = True
-    if training_args.metric_for_best_model is None:
+    if training_args.metric_for_best_model in (None, "selection"):
         training_args.metric_for_best_model = f"eval_{script_args.selection_metric}"
         training_args.greater_is_better = True
     import torch

@@ -89,20 +89,23 @@ def test_tiny_random_bert_trains_and_writes_the_shared_outputs(tiny_bert, toy_da
         assert r.info["metrics"][split]["rows"]["n"] == n
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines and "eval_weighted_f1" in lines[-1]
+    # model selection is on validation weighted F1 (not Trainer's default, the loss)
+    assert r.info["training"]["best_metric"] == pytest.approx(max(x["eval_weighted_f1"] for x in lines))
     assert (out / "model.safetensors").exists() and (out / "config.yaml").exists()
 
 
-def test_tiny_random_bert_predictions_keep_row_order(tiny_bert, toy_dataset, tmp_path):
+def test_tiny_random_bert_predictions_keep_row_order(tiny_bert, tmp_path):
     """Evaluation runs length-sorted; the files must come back in the dataset's row order with the
     probabilities of the right rows (checked against a direct forward pass)."""
     import torch
     from datasets import load_from_disk
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    out = run(["--dataset", toy_dataset, "--output_dir", tmp_path / "run", "--model", tiny_bert, *FAST,
-               "--learning_rate", "1e-2"])
+    data = save_toy(tmp_path / "data", splits=(("train", 24), ("validation", 9), ("test", 70)))
+    out = run(["--dataset", data, "--output_dir", tmp_path / "run", "--model", tiny_bert, *FAST,
+               "--learning_rate", "1e-2", "--per_device_eval_batch_size", "4"])
     rows = [json.loads(x) for x in (out / "predictions" / "test.jsonl").read_text().splitlines()]
-    ds = load_from_disk(str(toy_dataset))["test"]
+    ds = load_from_disk(str(data))["test"]
     assert [r["id"] for r in rows] == ds["id"]
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)
