@@ -176,6 +176,14 @@ def build_trainer(
                 loss = loss + extra
             return (loss, outputs) if return_outputs else loss
 
+        def _get_eval_sampler(self, eval_dataset):
+            # Trainer draws evaluation batches length-grouped (a seeded shuffle) when
+            # train_sampling_strategy="group_by_length"; predictions must come back in row order
+            # (callers sort their evaluation sets by length themselves when they want less padding).
+            if eval_dataset is None or self.args.world_size > 1:
+                return super()._get_eval_sampler(eval_dataset)
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
         def _get_train_sampler(self, train_dataset=None):
             if class_weighting != "sampler":
                 return super()._get_train_sampler(train_dataset)
