@@ -390,6 +390,8 @@ class EMENetSpec:
         if fl_av:
             flops["audio_visual"] = {"flops": fl_av["flops"], "macs": fl_av["macs"],
                                      "input": "one 112x112 RGB face + one 64x64 log-mel patch"}
+        top = fl_av or fl_v
+        flops["by_component"] = {k.split(".", 1)[1]: v for k, v in top["by_module"].items() if k.count(".") == 1}
         flops["counter"] = "torch.utils.flop_counter.FlopCounterMode; FLOPs = 2 x multiply-adds (macs)"
         return {
             "method": "emenet-va" if model.audio is not None else "emenet-v",
