@@ -292,3 +292,76 @@ def test_smollm2_gguf_lora_real_steps(tmp_path):
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 0.1, losses
     _check_probs(parts.predict(None, "validation"), 3)
+
+
+# ---------------------------------------------------------------- through llm/finetune.py
+
+
+@pytest.fixture(scope="module")
+def toy_dataset(tmp_path_factory):
+    import json
+
+    path = tmp_path_factory.mktemp("toy-dialogue")
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(_rows(12)),
+                               "validation": datasets.Dataset.from_list(_rows(6, offset=12)),
+                               "test": datasets.Dataset.from_list(_rows(6, offset=18))})
+    dd.save_to_disk(str(path))
+    manifest = {"dataset": "toy", "label_map": {"classes": CLASSES}, "template": {"id": "dialogue_v1"}, "modalities": ["text"]}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+def _finetune(argv):
+    from llm.finetune import main
+
+    return main([str(a) for a in argv])
+
+
+COMMON = ["--per_device_train_batch_size", 4, "--per_device_eval_batch_size", 4, "--learning_rate", 5e-2,
+          "--lora_r", 4, "--lora_alpha", 8, "--logging_steps", 1, "--report_to", "none", "--use_cpu", "true",
+          "--max_length", 64, "--warmup_steps", 0]
+
+
+def test_tiny_random_llama_finetune_generative_end_to_end_and_resume(tiny_llama, toy_dataset, tmp_path):
+    """finetune.py picks the decoder path, selects on weighted F1 from label scoring, writes the
+    adapter, predictions (valid labels with probabilities) and run.json; a rerun resumes."""
+    import json
+
+    from eval.predictions import read_run
+
+    out = tmp_path / "gen"
+    argv = ["--dataset", toy_dataset, "--output_dir", out, "--model", tiny_llama, "--method", "lora",
+            "--head", "generative", "--num_train_epochs", 1, *COMMON]
+    _finetune(argv)
+    run = read_run(out)
+    assert run.info["family"] == "decoder" and run.info["head"] == "generative" and run.info["method"] == "lora"
+    assert run.info["describe"]["label_scoring"] == "sum"
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    rows = [json.loads(x) for x in (out / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"r{i}" for i in range(18, 24)]
+    for r in rows:
+        assert r["prediction"] in CLASSES and abs(sum(r["probs"].values()) - 1) < 1e-4
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all("eval_weighted_f1" in e for e in evals)
+    # a second epoch resumes from the saved checkpoint instead of starting over
+    _finetune([*argv[:-len(COMMON) - 2], "--num_train_epochs", 2, *COMMON])
+    run2 = read_run(out)
+    assert run2.info["training"]["resumed_from"] and run2.info["training"]["global_step"] == 6
+
+
+def test_tiny_random_llama_finetune_zero_shot_and_qlora_classification(tiny_llama, toy_dataset, tmp_path):
+    from eval.predictions import read_run
+
+    zs = tmp_path / "zs"
+    _finetune(["--dataset", toy_dataset, "--output_dir", zs, "--model", tiny_llama, "--method", "zero-shot", *COMMON])
+    run = read_run(zs)
+    assert run.info["zero_shot"] and run.info["describe"]["trainable_parameters"] == 0
+    p = run.predictions("validation")
+    np.testing.assert_allclose(p.probs.sum(axis=1), 1.0, atol=1e-6)
+    pytest.importorskip("bitsandbytes")
+    q = tmp_path / "q"
+    _finetune(["--dataset", toy_dataset, "--output_dir", q, "--model", tiny_llama, "--method", "qlora",
+               "--max_steps", 2, *COMMON])
+    run = read_run(q)
+    assert run.info["head"] == "classification" and run.info["describe"]["quantization"]["quant_type"] == "nf4"
+    assert run.predictions("test").probs.shape == (6, 3)
