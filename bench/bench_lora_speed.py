@@ -19,9 +19,9 @@ QLoRA replaces every decoder-layer linear layer with a bitsandbytes NF4 ``Linear
 bnb_4bit_compute_dtype=torch.bfloat16)`` does at load time; the LM head stays bf16.
 
     # CPU here (reduced depth: 2 of 32 layers)
-    OMP_NUM_THREADS=2 nice -n 10 python bench/bench_lora_speed.py --layers 2 --seq-len 128 --steps 2 --out bench/results/lora_speed_cpu.json
+    OMP_NUM_THREADS=2 nice -n 10 python bench/bench_lora_speed.py --layers 2 --seq-len 128 --steps 2 --out runs/bench/lora_speed_cpu.json
     # one GPU, full 8B shape
-    python bench/bench_lora_speed.py --device cuda --layers 32 --seq-len 2048 --batch 1 --steps 10 --out bench/results/lora_speed_gpu.json
+    python bench/bench_lora_speed.py --device cuda --layers 32 --seq-len 2048 --batch 1 --steps 10 --out runs/bench/lora_speed_gpu.json
 """
 from __future__ import annotations
 

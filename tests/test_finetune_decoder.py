@@ -322,6 +322,7 @@ COMMON = ["--per_device_train_batch_size", 4, "--per_device_eval_batch_size", 4,
           "--max_length", 64, "--warmup_steps", 0]
 
 
+@pytest.mark.slow
 def test_tiny_random_llama_finetune_generative_end_to_end_and_resume(tiny_llama, toy_dataset, tmp_path):
     """finetune.py picks the decoder path, selects on weighted F1 from label scoring, writes the
     adapter, predictions (valid labels with probabilities) and run.json; a rerun resumes."""
@@ -349,6 +350,7 @@ def test_tiny_random_llama_finetune_generative_end_to_end_and_resume(tiny_llama,
     assert run2.info["training"]["resumed_from"] and run2.info["training"]["global_step"] == 6
 
 
+@pytest.mark.slow
 def test_tiny_random_llama_finetune_zero_shot_and_qlora_classification(tiny_llama, toy_dataset, tmp_path):
     from eval.predictions import read_run
 
