@@ -7,7 +7,8 @@ depend on their values.
 
 Per method it reports the step time, tokens/s, peak memory, and two utilisation figures against
 the device's peak (``--peak-tflops``; default: the bf16 dense peak of known GPUs, on CPU the
-measured bf16 GEMM rate of this machine):
+measured bf16 GEMM rate of this machine — on a shared CPU that rate moves with the other load, so
+CPU utilisation figures are indicative only; ``achieved_tflops_lora`` is reported as well):
 - ``mfu``: model FLOPs utilisation with the usual full-training count per token,
   6·N + 12·L·T·d (N = matmul parameters: decoder layers + LM head; T = sequence length);
 - ``hfu_lora``: the arithmetic a LoRA step actually does with frozen base weights (forward plus
@@ -159,6 +160,7 @@ def run_method(method: str, args, peak: float) -> dict:
         "tokens_per_s": round(tps, 2),
         "matmul_params": n_mm, "parameters": int(total), "trainable_parameters": int(trainable),
         "model_tflops_per_step": round(flops_full * tokens / 1e12, 3),
+        "achieved_tflops_lora": round(flops_lora * tps / 1e12, 5),  # arithmetic actually done per second
         "mfu": round(flops_full * tps / (peak * 1e12), 5),
         "hfu_lora": round(flops_lora * tps / (peak * 1e12), 5),
         "gradient_checkpointing": bool(args.gradient_checkpointing),
