@@ -354,8 +354,8 @@ def prepare_decoder(script_args, model_args, training_args, dataset_dict, classe
     if method in ("lora", "qlora"):
         cfg = model.peft_config["default"]
         describe["lora"] = {"r": cfg.r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout, "rslora": cfg.use_rslora,
-                            "target_modules": sorted(cfg.target_modules) if not isinstance(cfg.target_modules, str)
-                            else cfg.target_modules}
+                            "target_modules": cfg.target_modules if isinstance(cfg.target_modules, str)
+                            else sorted({t.split(".")[-1] for t in cfg.target_modules})}
 
     def predict(trainer, split: str) -> np.ndarray:
         """Class probabilities (n, K): softmax over the head's logits, or over the label scores."""

@@ -111,8 +111,8 @@ class LeftPadCollator:
     """Left-pads prompts (the answer, or the cached label continuations, follow the last real
     token) and stacks ``class_labels``."""
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
-        self.pad = int(pad_token_id)
+    def __init__(self, pad_token_id: int | None, pad_to_multiple_of: int | None = None):
+        self.pad = int(pad_token_id or 0)  # masked out: any id works
         self.multiple = pad_to_multiple_of
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
