@@ -64,7 +64,7 @@ def align(src: Source, times: np.ndarray, rate_hz: float, end_s: float | None = 
         np.add.at(count, k[use], 1)
         empty = np.flatnonzero(np.bincount(k[inside & (k >= 0) & (k < T)], minlength=T) == 0)
         if len(empty) and src.source_rate_hz > 0 and inside.any():
-            tol = 0.5 / src.source_rate_hz + h
+            tol = 0.5 / src.source_rate_hz + h + 1e-6
             cand = np.flatnonzero(inside)
             for e in empty:
                 d = np.abs(t[cand] - times[e])

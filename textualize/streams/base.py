@@ -43,7 +43,8 @@ class Source:
 
     def __post_init__(self):
         self.times_s = np.asarray(self.times_s, np.float64).reshape(-1)
-        self.values = np.asarray(self.values, np.float32).reshape(len(self.times_s), -1)
+        values = np.asarray(self.values, np.float32)
+        self.values = values.reshape(len(self.times_s), -1) if values.size else np.zeros((len(self.times_s), len(self.names)), np.float32)
         self.valid = np.asarray(self.valid, bool).reshape(-1) & np.all(np.isfinite(self.values), axis=1)
         if self.ends_s is not None:
             self.ends_s = np.asarray(self.ends_s, np.float64).reshape(-1)

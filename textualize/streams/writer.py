@@ -90,7 +90,8 @@ def _span(ctx: SampleContext, sources: dict[str, Source | None]) -> tuple[float,
     ends = []  # no media duration (a per-frame table): the last row of any time-resolved stream
     for s in sources.values():
         if s is not None and not s.per_clip and len(s.times_s):
-            last = s.ends_s.max() if s.ends_s is not None else s.times_s.max() + (1.0 / s.source_rate_hz if s.source_rate_hz else 0.0)
+            # a frame stands for half a period either side of its time (align.py's nearest rule)
+            last = s.ends_s.max() if s.ends_s is not None else s.times_s.max() + (0.5 / s.source_rate_hz if s.source_rate_hz else 0.0)
             ends.append(float(last))
     if ends and max(ends) > start:
         return start, max(ends)
