@@ -281,6 +281,8 @@ def stitch(ds: WindowDataset, window_logits: np.ndarray) -> list[np.ndarray]:
     shorter than ``L`` with -100, which is never read: only each window's own length is).
     """
     window_logits = np.asarray(window_logits, dtype=np.float64)
+    if len(window_logits) != len(ds.items):
+        raise ValueError(f"{len(window_logits)} windows of logits for a dataset of {len(ds.items)} windows")
     c = window_logits.shape[-1]
     sums = [np.zeros((smp.length, c)) for smp in ds.samples]
     counts = [np.zeros(smp.length) for smp in ds.samples]

@@ -105,7 +105,11 @@ class StreamModelSpec:
 
     def predict(self, trainer, split_dataset: WindowDataset, args) -> dict[str, Any]:
         ds = split_dataset.for_inference(args.eval_hop or args.hop)
-        out = trainer.predict(ds)
+        scorer, trainer.compute_metrics = trainer.compute_metrics, None  # bound to the validation windows
+        try:
+            out = trainer.predict(ds)
+        finally:
+            trainer.compute_metrics = scorer
         logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
         frame_logits = stitch(ds, logits)
         probs, sample_logits, empty = sample_decisions(ds, frame_logits, args.aggregate)

@@ -298,6 +298,13 @@ def run_kfold(spec, fargs, targs, margs) -> dict[str, Any]:
         per_fold.append(summary(run.info["metrics"]["test"]["rows"]))
         temps.append(run.info.get("temperature"))
     pooled = write_split_predictions(run_dir, "test", ids, labels, np.concatenate(probs), classes, extra=extra)
+    if all(t is not None for t in temps) and all("logits" in e for e in extra):
+        from eval.calibration import apply_temperature, brier_score, expected_calibration_error, negative_log_likelihood
+
+        cal = np.concatenate([apply_temperature(np.asarray([e["logits"]]), temps[done.index(e["fold"])]) for e in extra])
+        y = [classes.index(label) for label in labels]
+        pooled["calibrated"] = {"temperature_per_fold": temps, "ece": expected_calibration_error(cal, y),
+                                "nll": negative_log_likelihood(cal, y), "brier": brier_score(cal, y)}
     keys = per_fold[0].keys()
     fold_stats = {k: {"mean": float(np.mean([f[k] for f in per_fold])), "sd": float(np.std([f[k] for f in per_fold], ddof=1))} for k in keys}
     finish_run(
