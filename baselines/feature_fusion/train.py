@@ -159,6 +159,9 @@ def _uncertainty(pred: dict[str, Any], temperature: float | None) -> tuple[list[
     probs = np.asarray(pred["probs"], dtype=np.float64)
     logits = np.asarray(pred["logits"], dtype=np.float64) if pred.get("logits") is not None else probs_to_logits(probs)
     extra = [dict(e) for e in pred.get("extra") or [{} for _ in probs]]
+    for row, clip in zip(extra, pred.get("clips") or []):
+        if clip is not None:
+            row.setdefault("clip", str(clip))  # kept on every row, aggregated only when shared
     ent = normalized_entropy(probs)
     ent_cal = normalized_entropy(apply_temperature(logits, temperature)) if temperature else None
     for k, row in enumerate(extra):
@@ -169,8 +172,10 @@ def _uncertainty(pred: dict[str, Any], temperature: float | None) -> tuple[list[
 
 
 def _clips_if_consistent(pred: dict[str, Any]) -> list[str] | None:
+    """Clip ids for clip-level aggregation: only when some clip holds several samples (windows,
+    utterances of one video) whose gold labels agree."""
     clips = pred.get("clips")
-    if clips is None or any(c is None for c in clips):
+    if clips is None or any(c is None for c in clips) or len(set(clips)) == len(clips):
         return None
     seen: dict[str, str] = {}
     for c, label in zip(clips, pred["labels"]):
@@ -204,10 +209,13 @@ def train_once(spec, fargs, targs, margs, run_dir: Path, split_ids: dict[str, li
     torch.manual_seed(targs.seed)
     model = spec.build(args, classes, datasets)
     train_label_ids = getattr(datasets["train"], "label_ids", None)
+    compute_metrics: Any = True  # the loop's default: per labelled frame
+    if val is not None and hasattr(spec, "compute_metrics"):
+        compute_metrics = spec.compute_metrics(args, classes, val)  # per sample, as reported
     trainer = build_trainer(
         model, targs, datasets["train"], val, spec.collator(args), classes,
         train_label_ids=train_label_ids, class_weighting=fargs.class_weighting,
-        early_stopping_patience=fargs.early_stopping_patience or None,
+        early_stopping_patience=fargs.early_stopping_patience or None, compute_metrics=compute_metrics,
     )
     resume = last_checkpoint(run_dir) if fargs.resume else None
     if resume:
@@ -249,7 +257,8 @@ def train_once(spec, fargs, targs, margs, run_dir: Path, split_ids: dict[str, li
             timings=sw.seconds, model_info=info, temperature=temperature,
             best_validation=best, best_checkpoint=trainer.state.best_model_checkpoint,
             epochs_run=trainer.state.epoch, split_ids=split_ids is not None,
-            streams=info.get("streams_manifest"),
+            streams=info.get("streams_manifest"), streams_used=info.get("streams"),
+            speaker_normalisation=(info.get("streams_manifest") or {}).get("speaker_normalisation"),
         )
     return metrics
 
@@ -289,6 +298,13 @@ def run_kfold(spec, fargs, targs, margs) -> dict[str, Any]:
         per_fold.append(summary(run.info["metrics"]["test"]["rows"]))
         temps.append(run.info.get("temperature"))
     pooled = write_split_predictions(run_dir, "test", ids, labels, np.concatenate(probs), classes, extra=extra)
+    if all(t is not None for t in temps) and all("logits" in e for e in extra):
+        from eval.calibration import apply_temperature, brier_score, expected_calibration_error, negative_log_likelihood
+
+        cal = np.concatenate([apply_temperature(np.asarray([e["logits"]]), temps[done.index(e["fold"])]) for e in extra])
+        y = [classes.index(label) for label in labels]
+        pooled["calibrated"] = {"temperature_per_fold": temps, "ece": expected_calibration_error(cal, y),
+                                "nll": negative_log_likelihood(cal, y), "brier": brier_score(cal, y)}
     keys = per_fold[0].keys()
     fold_stats = {k: {"mean": float(np.mean([f[k] for f in per_fold])), "sd": float(np.std([f[k] for f in per_fold], ddof=1))} for k in keys}
     finish_run(
