@@ -82,3 +82,53 @@ def classification_metrics(
 def summary(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", "weighted_f1", "macro_f1", "uar", "ece", "nll")) -> dict[str, float]:
     """The scalar part of :func:`classification_metrics` (for logs and tables)."""
     return {k: metrics[k] for k in keys if k in metrics}
+
+
+# ---------------------------------------------------------------- levels and the "Other" class
+
+OTHER_CLASS_NAMES = ("other",)
+LEVELS = ("rows", "clips")
+
+
+def other_class(classes: Sequence[str]) -> str | None:
+    """The catch-all class of the corpus ("Other" in C-EXPR-DB), matched case-insensitively."""
+    for c in classes:
+        if str(c).strip().lower() in OTHER_CLASS_NAMES:
+            return c
+    return None
+
+
+def class_variants(classes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``{"all": (), "without_other": ("Other",)}`` — the excluded classes of each variant; the
+    second only when the class list has an "Other" class."""
+    other = other_class(classes)
+    return {"all": ()} if other is None else {"all": (), "without_other": (other,)}
+
+
+def level_predictions(pred, level: str, aggregate: str = "mean_probs"):
+    """The predictions at ``level``: ``rows`` as read; ``clips`` aggregated per clip (rows that
+    carry no clip id already are clips, and are returned as they are)."""
+    from eval.aggregate import aggregate_predictions
+
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    if level == "rows" or pred.clips is None:
+        return pred
+    return aggregate_predictions(pred, aggregate)
+
+
+def evaluate_predictions(pred, levels: Sequence[str] = LEVELS, aggregate: str = "mean_probs") -> dict[str, Any]:
+    """:func:`classification_metrics` of one prediction file at each level and class variant:
+    ``{level: {"all": {...}, "without_other": {...}}}``; ``clips`` equals ``rows`` when the rows
+    are whole clips (``"same_as_rows": True`` says so)."""
+    out: dict[str, Any] = {}
+    for level in levels:
+        p = level_predictions(pred, level, aggregate)
+        out[level] = {
+            variant: classification_metrics(p.y_true, p.y_pred, p.classes, probs=p.probs, exclude=excluded)
+            for variant, excluded in class_variants(p.classes).items()
+        }
+        if level == "clips":
+            out[level]["same_as_rows"] = pred.clips is None
+            out[level]["aggregate"] = None if pred.clips is None else aggregate
+    return out
