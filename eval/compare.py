@@ -54,7 +54,7 @@ class RunEntry:
     def label(self) -> str:
         model = self.info.get("model") or "?"
         method = self.info.get("method")
-        return f"{self.name} ({self.approach}: {model}{', ' + method if method and self.approach != 'hybrid' else ''})"
+        return f"{self.approach}: {model}{', ' + method if method and self.approach != 'hybrid' else ''}"
 
 
 @dataclass
@@ -224,6 +224,19 @@ def add_hybrids(comp: Comparison, metric: str = "weighted_f1") -> list[dict[str,
     return notes
 
 
+def hybrid_folders(comp: Comparison) -> list[dict[str, Any]]:
+    """Hybrid run folders among the runs (``eval hybrid``): what they fused, with which weight."""
+    notes = []
+    for r in comp.runs:
+        cfg = r.info.get("config") or {}
+        if r.approach == "hybrid" and "text_weight" in cfg:
+            notes.append({"text": Path(str(cfg.get("text_run"))).name, "feature": Path(str(cfg.get("feature_run"))).name,
+                          "name": r.name, "weight": cfg["text_weight"], "metric": cfg.get("selection_metric"),
+                          "validation_scores": cfg.get("validation_scores") or {}, "n_validation": cfg.get("n_validation"),
+                          "run_folder": str(r.path)})
+    return notes
+
+
 # ---------------------------------------------------------------- metrics, tests, tables
 
 
@@ -266,7 +279,7 @@ def compare(
     max_disagreements: int = 40,
 ) -> dict[str, Any]:
     """Everything the report shows, as one JSON-able dict."""
-    hybrid_notes = add_hybrids(comp) if hybrid else []
+    hybrid_notes = hybrid_folders(comp) + (add_hybrids(comp) if hybrid else [])
     levels, level_notes = _levels(comp, level)
     variants = class_variants(comp.classes)
     k = len(comp.classes)

@@ -41,6 +41,10 @@ def classification_metrics(
     ``exclude``: class names left out of the averages (e.g. "Other" in C-EXPR-DB): rows whose
     gold label is excluded are dropped, and the averages run over the remaining classes; a
     prediction of an excluded class stays an error. Confusion matrices are over all classes.
+
+    Macro F1 averages over the classes that occur in the gold labels or the predictions
+    (scikit-learn's default label set), UAR over the classes that occur in the gold labels
+    (``balanced_accuracy_score``): a class absent from a small split is not counted as a zero.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -57,9 +61,11 @@ def classification_metrics(
     if out["n"] == 0:
         return out
     out["accuracy"] = float(accuracy_score(yt, yp))
-    out["macro_f1"] = macro_f1_score(yt, yp, labels)
+    seen_gold = set(yt.tolist())
+    seen = seen_gold | set(yp.tolist())
+    out["macro_f1"] = macro_f1_score(yt, yp, [k for k in labels if k in seen])
     out["weighted_f1"] = weighted_f1_score(yt, yp, labels)
-    out["uar"] = unweighted_average_recall(yt, yp, labels)
+    out["uar"] = unweighted_average_recall(yt, yp, [k for k in labels if k in seen_gold])
     p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
     out["per_class"] = {
         classes[k]: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]), "support": int(s[j])}

@@ -29,8 +29,8 @@ def metrics_from_confusion(cm: np.ndarray, labels: Sequence[int] | None = None) 
 
     ``labels``: the class indices averaged over (others excluded, as ``classification_metrics``'s
     ``exclude`` does: their gold rows are dropped; predicting them stays an error). Same
-    conventions as scikit-learn with ``zero_division=0``: F1 and recall of a class that is neither
-    predicted nor present are 0, and macro averages run over all ``labels``.
+    conventions as ``classification_metrics``: macro F1 averages over the classes present in gold
+    or predictions, UAR over the classes present in gold (scikit-learn, ``zero_division=0``).
     """
     cm = np.asarray(cm, dtype=np.float64)
     k = cm.shape[-1]
@@ -46,12 +46,12 @@ def metrics_from_confusion(cm: np.ndarray, labels: Sequence[int] | None = None) 
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
         accuracy = np.where(n > 0, tp.sum(axis=-1) / n, np.nan)
         weighted = np.where(n > 0, (f1 * support).sum(axis=-1) / n, np.nan)
-    return {
-        "accuracy": accuracy,
-        "weighted_f1": weighted,
-        "macro_f1": f1.mean(axis=-1),
-        "uar": recall.mean(axis=-1),
-    }
+    seen_gold = support > 0
+    seen = seen_gold | (predicted > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        macro_f1 = np.where(seen.any(axis=-1), (f1 * seen).sum(axis=-1) / seen.sum(axis=-1), np.nan)
+        uar = np.where(seen_gold.any(axis=-1), (recall * seen_gold).sum(axis=-1) / seen_gold.sum(axis=-1), np.nan)
+    return {"accuracy": accuracy, "weighted_f1": weighted, "macro_f1": macro_f1, "uar": uar}
 
 
 def _resample_counts(n_units: int, n_resamples: int, seed: int, max_cells: int = 4_000_000):

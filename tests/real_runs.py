@@ -15,30 +15,40 @@ from pathlib import Path
 import numpy as np
 
 EMODB = {"W": "anger", "N": "neutral", "T": "sadness", "F": "happiness"}
-EMODB_SPLITS = {"03": "train", "08": "train", "09": "validation", "10": "test"}
+EMODB_SPLITS = {"03": "train", "08": "train", "09": "train", "10": "validation", "11": "test", "12": "test"}
+# eGeMAPS functionals the cue-table adapter reads as prosody measures (the rest stay features only)
+PROMPT_COLUMNS = ("F0semitoneFrom27.5Hz_sma3nz_amean", "F0semitoneFrom27.5Hz_sma3nz_pctlrange0-2", "loudness_sma3_amean",
+                  "jitterLocal_sma3nz_amean", "shimmerLocaldB_sma3nz_amean", "HNRdBACF_sma3nz_amean")
 
 
-def build_emodb_dataset(shared_dir: Path, out: Path, per_class: int = 3) -> Path:
-    """A voice-only dataset of real EmoDB clips (4 emotions, leave-speakers-out splits) through
-    `build-dataset`: prosody prompts in the `text` column, eGeMAPS LLDs in features/."""
-    import csv
+def build_emodb_dataset(shared_dir: Path, out: Path, per_class: int = 5) -> Path:
+    """A voice-only dataset of real EmoDB clips (4 emotions; speakers 03/08/09 train, 10
+    validation, 11/12 test) without media extraction: openSMILE eGeMAPSv02 functionals per clip
+    (``OUT/functionals.npz``, 88 per clip), of which the prosody ones go through the
+    ``cue-table`` adapter and `build-dataset` into rendered prompts (the ``text`` column)."""
+    import opensmile
+    import pandas as pd
 
     from textualize.build import BuildConfig, build_dataset
     from textualize.extract import ExtractConfig
 
-    rows = []
+    files, meta = [], []
     for spk, split in EMODB_SPLITS.items():
         for code, emotion in EMODB.items():
             for f in sorted((shared_dir / "data" / "emodb").glob(f"{spk}*{code}?.wav"))[:per_class]:
-                rows.append({"id": f.stem, "path": str(f.resolve()), "label": emotion, "split": split, "speaker": spk})
+                files.append(str(f.resolve()))
+                meta.append({"id": f.stem, "label": emotion, "split": split, "speaker": spk})
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals)
+    functionals = smile.process_files(files)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "manifest.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    build_dataset(BuildConfig(dataset="manifest", root=str(out / "manifest.csv"), out=str(out / "dataset"),
+    np.savez(out / "functionals.npz", **{m["id"]: row.astype(np.float32) for m, row in zip(meta, functionals.to_numpy())})
+    table = pd.DataFrame(meta)
+    for col in PROMPT_COLUMNS:
+        table[col] = functionals[col].to_numpy()
+    table.to_csv(out / "cue_table.csv", index=False)
+    build_dataset(BuildConfig(dataset="cue-table", root=str(out / "cue_table.csv"), out=str(out / "dataset"),
                               template="paper_v1", modalities=("voice",), tokenizer=None, extract=ExtractConfig()),
-                  log=lambda m: None)
+                  progress=False, log=lambda m: None)
     return out / "dataset"
 
 
@@ -59,7 +69,7 @@ def train_text_run(dataset: Path, run: Path) -> Path:
     from sklearn.linear_model import LogisticRegression
 
     dd = load_from_disk(str(dataset))
-    classes = dd["train"].features["label_id"].names if hasattr(dd["train"].features["label_id"], "names") else sorted(set(dd["train"]["label"]))
+    classes = _classes(dd)
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     x = vec.fit_transform(dd["train"]["text"])
     clf = LogisticRegression(max_iter=2000, C=10.0).fit(x, [classes.index(c) for c in dd["train"]["label"]])
@@ -68,17 +78,22 @@ def train_text_run(dataset: Path, run: Path) -> Path:
                    probs, classes)
 
 
-def train_feature_run(dataset: Path, run: Path) -> Path:
-    """A real feature classifier: mean and SD of each clip's eGeMAPS LLDs -> logistic regression."""
+def train_feature_run(dataset: Path, run: Path, functionals: Path | None = None) -> Path:
+    """A real feature classifier (standardised features -> logistic regression): the clips'
+    eGeMAPS functionals when ``functionals`` (an npz by id) is given, else the mean and SD of each
+    sample's eGeMAPS LLDs from the dataset's ``features/<split>.npz``."""
     from datasets import load_from_disk
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     dd = load_from_disk(str(dataset))
-    classes = dd["train"].features["label_id"].names if hasattr(dd["train"].features["label_id"], "names") else sorted(set(dd["train"]["label"]))
+    classes = _classes(dd)
+    table = dict(np.load(functionals)) if functionals else None
 
     def feats(split):
+        if table is not None:
+            return np.stack([table[i] for i in dd[split]["id"]])
         z = np.load(dataset / "features" / f"{split}.npz")
         return np.stack([np.concatenate([np.nanmean(z[f"{i}/audio_lld"], 0), np.nanstd(z[f"{i}/audio_lld"], 0)])
                          for i in dd[split]["id"]])
@@ -86,8 +101,13 @@ def train_feature_run(dataset: Path, run: Path) -> Path:
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
     clf.fit(np.nan_to_num(feats("train")), [classes.index(c) for c in dd["train"]["label"]])
     probs = {s: _full_probs(clf, np.nan_to_num(feats(s)), len(classes)) for s in ("validation", "test")}
-    return _finish(run, dataset, "feature", "egemaps-lld-logreg", {s: dd[s]["id"] for s in probs},
-                   {s: dd[s]["label"] for s in probs}, probs, classes)
+    return _finish(run, dataset, "feature", "egemaps-functionals-logreg" if table is not None else "egemaps-lld-logreg",
+                   {s: dd[s]["id"] for s in probs}, {s: dd[s]["label"] for s in probs}, probs, classes)
+
+
+def _classes(dd) -> list[str]:
+    feature = dd["train"].features.get("label_id")
+    return list(feature.names) if hasattr(feature, "names") else sorted(set(dd["train"]["label"]))
 
 
 def _full_probs(clf, x, k):
@@ -101,8 +121,12 @@ def main(argv=None) -> None:
     parser.add_argument("kind", choices=["text", "feature"])
     parser.add_argument("--dataset", required=True, type=Path)
     parser.add_argument("--output_dir", required=True, type=Path)
+    parser.add_argument("--functionals", type=Path, default=None, help="npz of per-clip functionals by id (feature run)")
     args, _ = parser.parse_known_args(argv)  # trainer flags such as --num_train_epochs are ignored
-    (train_text_run if args.kind == "text" else train_feature_run)(args.dataset, args.output_dir)
+    if args.kind == "text":
+        train_text_run(args.dataset, args.output_dir)
+    else:
+        train_feature_run(args.dataset, args.output_dir, args.functionals)
     print(f"wrote {args.output_dir}")
 
 
