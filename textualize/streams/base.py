@@ -196,7 +196,8 @@ class FaceFrameExtractor(StreamExtractor):
             return None  # audio-only media: no face at all
         fps, max_side = face_pass_settings(ctx)
         cache = _face_cache(ctx.cue_dir, self.name)
-        key = self.cache_key(f"{ctx.content_sha256}:{fps}:{max_side}")
+        # the cue stage's visual key too: its tracked boxes choose the face
+        key = self.cache_key(f"{ctx.content_sha256}:{fps}:{max_side}:{(ctx.clip.part_keys or {}).get('visual', '')}")
         arrays = cache.get_or_compute(ctx.clip_id, key, lambda: self._compute(ctx, fps, max_side))
         if arrays["values"].size == 0 or not arrays["valid"].any():
             return None

@@ -22,7 +22,7 @@ class FaceDlibStream(FaceFrameExtractor):
     name = "face_dlib"
     version = 1
     extractor = "dlib ResNet face descriptor (dlib_face_recognition_resnet_model_v1, face-recognition-models 0.3.0)"
-    unit = "embedding (unit-norm 128-d)"
+    unit = "embedding (dlib metric space: faces of one person lie within ~0.6 Euclidean distance)"
     names = [f"dlib_{i:03d}" for i in range(128)]
 
     def __init__(self):

@@ -143,7 +143,8 @@ def build_streams(config: StreamsConfig, progress: bool = True, log: Callable[[s
 
     dd = load_from_disk(str(dataset))
     cue_dir = _cue_dir(dataset, ds_manifest)
-    adapter_samples = _load_adapter_samples(build_cfg, log) if _needs_adapter(ds_manifest) else None
+    # precomputed cue tables and gold transcripts live only in the adapter's samples
+    adapter_samples = _load_adapter_samples(build_cfg, log)
     instances = {n: cls() for n, cls in extractors.items()}
     prefer_gold = bool(build_cfg.get("prefer_gold_transcript", True))
 
@@ -297,11 +298,6 @@ def build_streams(config: StreamsConfig, progress: bool = True, log: Callable[[s
     }
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
-
-
-def _needs_adapter(ds_manifest: dict) -> bool:
-    """Precomputed cues and gold transcripts live only in the adapter's samples."""
-    return True
 
 
 def _f(x) -> float | None:
