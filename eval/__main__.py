@@ -54,12 +54,14 @@ def print_summary(result: dict) -> None:
     from eval.report import fmt_metric
 
     level = result["levels"][0]
-    table = Table(title=f"{result['split']} ({level}, 95 % bootstrap CI)")
-    for col in ("run", "approach", "n", "accuracy", "weighted F1", "macro F1", "UAR"):
-        table.add_column(col, justify="left" if col in ("run", "approach") else "right")
+    table = Table(title=f"{result['split']} ({level}; % with 95 % bootstrap CI)")
+    table.add_column("run", overflow="fold")
+    table.add_column("n", justify="right")
+    for col in ("accuracy", "weighted F1", "macro F1", "UAR"):
+        table.add_column(col, justify="right", no_wrap=True)
     for run in result["runs"]:
         m = result["metrics"][level][run["name"]]["all"]
-        table.add_row(run["name"], run["approach"], str(m["n"]),
+        table.add_row(f"{run['name']}\n[dim]{run['approach']}[/dim]", str(m["n"]),
                       *(fmt_metric(m, k) for k in ("accuracy", "weighted_f1", "macro_f1", "uar")))
     console.print(table)
 
