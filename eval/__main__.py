@@ -51,19 +51,30 @@ def compare_cli(
 def print_summary(result: dict) -> None:
     from rich.table import Table
 
-    from eval.report import fmt_metric
+    from eval.report import fmt_diff, fmt_metric, fmt_p
 
     level = result["levels"][0]
     table = Table(title=f"{result['split']} ({level}; % with 95 % bootstrap CI)")
     table.add_column("run", overflow="fold")
+    table.add_column("approach")
     table.add_column("n", justify="right")
     for col in ("accuracy", "weighted F1", "macro F1", "UAR"):
         table.add_column(col, justify="right", no_wrap=True)
     for run in result["runs"]:
         m = result["metrics"][level][run["name"]]["all"]
-        table.add_row(f"{run['name']}\n[dim]{run['approach']}[/dim]", str(m["n"]),
+        table.add_row(run["name"], run["approach"], str(m["n"]),
                       *(fmt_metric(m, k) for k in ("accuracy", "weighted_f1", "macro_f1", "uar")))
     console.print(table)
+    for h in result["hybrids"]:
+        if "weight" in h:
+            console.print(f"hybrid {h['name']}: text weight {h['weight']:.2f} (chosen on {h['n_validation']} validation samples)",
+                          highlight=False)
+    for t in result["paired"]:
+        if t["level"] == level and t["variant"] == "all":
+            b = t["bootstrap"]["weighted_f1"]
+            console.print(f"{t['a']} vs {t['b']}: McNemar p {fmt_p(t['mcnemar']['pvalue'])}"
+                          f"{' (exact)' if t['mcnemar']['exact'] else ''}; Δ weighted F1 {fmt_diff(b)} p {fmt_p(b['pvalue'])}",
+                          highlight=False)
 
 
 @app.command()
