@@ -135,7 +135,6 @@ def load_runs(run_dirs: Sequence[str | Path], split: str = "test", strict: bool 
     ref = preds[0]
     ref_ids = set(ref.ids)
     ref_gold = dict(zip(ref.ids, ref.labels))
-    ref_clip = dict(zip(ref.ids, ref.clips)) if ref.clips is not None else None
     for run, p in zip(runs[1:], preds[1:]):
         ids = set(p.ids)
         missing = [i for i in ref.ids if i not in ids]
@@ -154,14 +153,9 @@ def load_runs(run_dirs: Sequence[str | Path], split: str = "test", strict: bool 
                 f"gold labels differ between {ref_run.path} and {run.path} for {len(wrong)} ids: "
                 + ", ".join(f"{i!r} ({ref_gold[i]} vs {lab})" for i, lab in zip(p.ids, p.labels) if i in wrong[:EXAMPLES])
             )
-        if (p.clips is None) != (ref_clip is None):
-            problems.append(f"{run.path} and {ref_run.path}: one names the clip of each row, the other does not")
-        elif ref_clip is not None:
-            other = [i for i, c in zip(p.ids, p.clips) if ref_clip[i] != c]
-            if other:
-                problems.append(f"clip ids differ between {ref_run.path} and {run.path} for {len(other)} rows (e.g. {_examples(other)})")
     if problems:
         raise ComparisonError("cannot compare:\n  " + "\n  ".join(problems))
+    clip_of = _clip_map(runs, preds)  # raises when runs put a sample in different clips
 
     warnings: list[str] = []
     hashes = {str(r.path): (r.info.get("dataset") or {}).get("manifest_sha256") for r in runs}
@@ -184,9 +178,40 @@ def load_runs(run_dirs: Sequence[str | Path], split: str = "test", strict: bool 
                 val = _read_split(run, "validation", classes)
             except PredictionFileError as e:
                 warnings.append(f"{run.path}: validation predictions unreadable ({e}); no hybrid with it")
+        pred = _with_clips(_read_split(run, split, classes).subset(ref.ids), clip_of)
         entries.append(RunEntry(name=name, approach=str(run.info.get("approach", "?")), info=run.info, path=run.path,
-                                pred=_read_split(run, split, classes).subset(ref.ids), validation=val))
+                                pred=pred, validation=val))
     return Comparison(runs=entries, split=split, classes=list(classes), warnings=warnings)
+
+
+def _clip_map(runs: Sequence[Run], preds: Sequence[Predictions]) -> dict[str, str] | None:
+    """Which clip each sample belongs to, from every run that says so (a fact of the dataset, so
+    runs that do not name clips get it from those that do). ``None`` when no run names clips or
+    every clip is a single row (rows are whole clips). Runs that disagree are refused."""
+    clip_of: dict[str, str] = {}
+    source: dict[str, Path] = {}
+    problems = []
+    for run, p in zip(runs, preds):
+        if p.clips is None:
+            continue
+        other = [i for i, c in zip(p.ids, p.clips) if clip_of.setdefault(i, c) != c]
+        source.setdefault("first", run.path)
+        if other:
+            problems.append(f"clip ids differ between {source['first']} and {run.path} for {len(other)} rows "
+                            f"(e.g. {_examples(other)})")
+    if problems:
+        raise ComparisonError("cannot compare:\n  " + "\n  ".join(problems))
+    if not clip_of or len(set(clip_of.values())) == len(clip_of):
+        return None
+    return clip_of
+
+
+def _with_clips(pred: Predictions, clip_of: dict[str, str] | None) -> Predictions:
+    missing = [] if clip_of is None else [i for i in pred.ids if i not in clip_of]
+    if missing:
+        raise ComparisonError(f"no clip id known for {len(missing)} rows (e.g. {_examples(missing)})")
+    clips = None if clip_of is None else [clip_of[i] for i in pred.ids]
+    return Predictions(pred.ids, pred.labels, pred.predictions, pred.classes, pred.probs, clips, pred.extra)
 
 
 # ---------------------------------------------------------------- hybrids

@@ -341,6 +341,26 @@ def test_compare_clip_level_ablation_and_pairs(tmp_path):
         compare(load_runs(runs), level="frames")
 
 
+def test_clip_ids_shared_between_runs_and_conflicts_refused(tmp_path):
+    """Clip membership is a fact of the dataset: a run that names clips lends them to one that
+    does not; one-row clips are whole clips; runs that put a sample in different clips are refused."""
+    ids = [f"c{c}_w{w}" for c in range(10) for w in range(3)]
+    clips = [f"c{c}" for c in range(10) for _ in range(3)]
+    y = np.arange(30) % 3
+    labels = [CLASSES[k] for k in np.repeat(np.arange(10) % 3, 3)]
+    cls = CLASSES[:3]
+    a = _write_run(tmp_path / "a", "text", ids, labels, _probs(30, 3, 1, y), cls)
+    b = _write_run(tmp_path / "b", "feature", ids, labels, _probs(30, 3, 2, y), cls, clips=clips)
+    comp = load_runs([a, b])
+    assert comp.runs[0].pred.clips == clips
+    assert compare(comp, n_resamples=100)["metrics"]["clips"]["a"]["all"]["n"] == 10
+    one = _write_run(tmp_path / "one", "feature", ids, labels, _probs(30, 3, 2, y), cls, clips=[i + "-clip" for i in ids])
+    assert load_runs([a, one]).runs[0].pred.clips is None
+    other = _write_run(tmp_path / "other", "feature", ids, labels, _probs(30, 3, 3, y), cls, clips=clips[1:] + ["c9"])
+    with pytest.raises(ComparisonError, match="clip ids differ"):
+        load_runs([a, b, other])
+
+
 # ---------------------------------------------------------------- a report from real predictions
 
 
