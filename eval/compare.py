@@ -284,9 +284,9 @@ def _levels(comp: Comparison, level: str) -> tuple[list[str], list[str]]:
     if "clips" in wanted and comp.runs[0].pred.clips is None:
         if level == "both":
             wanted.remove("clips")
-            notes.append("the rows are whole clips (no row names a clip): the clip level equals the row level")
+            notes.append("each row is a whole clip (no clip has several rows): the clip level equals the row level")
         else:
-            notes.append("the rows are whole clips (no row names a clip): clip-level numbers are the row-level ones")
+            notes.append("each row is a whole clip (no clip has several rows): clip-level numbers are the row-level ones")
     return wanted, notes
 
 

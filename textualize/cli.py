@@ -410,6 +410,7 @@ def demo(
     text_epochs: int = typer.Option(15, help="Epochs of the text model (6 training clips)."),
     feature_epochs: int = typer.Option(30, help="Epochs of the feature baseline."),
     resamples: int = typer.Option(2000, help="Bootstrap resamples in the report."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the dataset (and so retrain) even if it is current."),
 ) -> None:
     """The main job on the embedded default corpus (12 real CREMA-D clips): cue extraction and
     the dataset, the default text model, feature streams, the default feature baseline, their
@@ -417,7 +418,7 @@ def demo(
     from textualize.demo import DemoConfig, DemoError, _build_demo_dataset, run_demo
 
     config = DemoConfig(out=out, au=au, asr=asr, template=template, workers=workers, text_epochs=text_epochs,
-                        feature_epochs=feature_epochs, resamples=resamples)
+                        feature_epochs=feature_epochs, resamples=resamples, rebuild=rebuild)
 
     def build() -> None:
         manifest = _build_demo_dataset(config, console.print)

@@ -114,6 +114,7 @@ class DemoConfig:
     text_epochs: int = 15
     feature_epochs: int = 30
     resamples: int = 2000
+    rebuild: bool = False
     text_command: Sequence[str] = TEXT_COMMAND
     streams_command: Sequence[str] | None = STREAMS_COMMAND
     feature_command: Sequence[str] = FEATURE_COMMAND
@@ -176,6 +177,19 @@ def _manifest_hash(dataset: Path) -> str | None:
     return file_sha256(dataset / "manifest.json")
 
 
+def dataset_is_current(config: DemoConfig) -> bool:
+    """A finished build with the requested template and backends. Rebuilding would give the same
+    rows but a new manifest (its timings), and every trained run is keyed by the manifest hash."""
+    import json
+
+    path = config.dataset / "manifest.json"
+    if not path.exists() or not (config.dataset / "dataset_dict.json").exists():
+        return False
+    built = json.loads(path.read_text(encoding="utf-8")).get("config") or {}
+    extract = built.get("extract") or {}
+    return (built.get("template"), extract.get("asr"), extract.get("au")) == (config.template, config.asr, config.au)
+
+
 def run_is_current(run: Path, dataset: Path, splits: Sequence[str] = ("validation", "test")) -> bool:
     """A finished run of this very dataset build (resume: it is not trained again)."""
     import json
@@ -209,8 +223,8 @@ def demo_note(dataset: Path) -> str:
 def run_demo(config: DemoConfig, console=None, build=None) -> dict[str, Any]:
     """The main job: dataset -> text model -> feature streams -> feature model -> hybrid -> report.
 
-    Each stage is skipped when its output is current (same dataset manifest hash), so an
-    interrupted demo resumes. ``build`` runs the dataset stage (default: ``build_dataset``); the
+    Each stage is skipped when its output is current (a finished build with the same template and
+    backends; runs and streams of the same dataset manifest hash), so an interrupted demo resumes. ``build`` runs the dataset stage (default: ``build_dataset``); the
     trainer stages are subprocesses (``config.*_command``) whose output goes to ``OUT/logs/``.
     Returns the stage timings and the report paths (also written to ``OUT/demo.json``).
     """
@@ -247,8 +261,11 @@ def run_demo(config: DemoConfig, console=None, build=None) -> dict[str, Any]:
 
         stage("dataset")
         t0 = time.perf_counter()
-        (build or (lambda: _build_demo_dataset(config, progress.console.print)))()
-        done("dataset", time.perf_counter() - t0, str(config.dataset))
+        if not config.rebuild and dataset_is_current(config):
+            done("dataset", 0.0, f"{config.dataset} (already built with these settings; --rebuild to redo)")
+        else:
+            (build or (lambda: _build_demo_dataset(config, progress.console.print)))()
+            done("dataset", time.perf_counter() - t0, str(config.dataset))
 
         for name, command, run in (("text model", config.text_command, text_run),):
             stage(name)
