@@ -41,6 +41,10 @@ def classification_metrics(
     ``exclude``: class names left out of the averages (e.g. "Other" in C-EXPR-DB): rows whose
     gold label is excluded are dropped, and the averages run over the remaining classes; a
     prediction of an excluded class stays an error. Confusion matrices are over all classes.
+
+    Macro F1 averages over the classes that occur in the gold labels or the predictions
+    (scikit-learn's default label set), UAR over the classes that occur in the gold labels
+    (``balanced_accuracy_score``): a class absent from a small split is not counted as a zero.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -57,9 +61,11 @@ def classification_metrics(
     if out["n"] == 0:
         return out
     out["accuracy"] = float(accuracy_score(yt, yp))
-    out["macro_f1"] = macro_f1_score(yt, yp, labels)
+    seen_gold = set(yt.tolist())
+    seen = seen_gold | set(yp.tolist())
+    out["macro_f1"] = macro_f1_score(yt, yp, [k for k in labels if k in seen])
     out["weighted_f1"] = weighted_f1_score(yt, yp, labels)
-    out["uar"] = unweighted_average_recall(yt, yp, labels)
+    out["uar"] = unweighted_average_recall(yt, yp, [k for k in labels if k in seen_gold])
     p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
     out["per_class"] = {
         classes[k]: {"precision": float(p[j]), "recall": float(r[j]), "f1": float(f[j]), "support": int(s[j])}
@@ -82,3 +88,53 @@ def classification_metrics(
 def summary(metrics: dict[str, Any], keys: Sequence[str] = ("accuracy", "weighted_f1", "macro_f1", "uar", "ece", "nll")) -> dict[str, float]:
     """The scalar part of :func:`classification_metrics` (for logs and tables)."""
     return {k: metrics[k] for k in keys if k in metrics}
+
+
+# ---------------------------------------------------------------- levels and the "Other" class
+
+OTHER_CLASS_NAMES = ("other",)
+LEVELS = ("rows", "clips")
+
+
+def other_class(classes: Sequence[str]) -> str | None:
+    """The catch-all class of the corpus ("Other" in C-EXPR-DB), matched case-insensitively."""
+    for c in classes:
+        if str(c).strip().lower() in OTHER_CLASS_NAMES:
+            return c
+    return None
+
+
+def class_variants(classes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``{"all": (), "without_other": ("Other",)}`` — the excluded classes of each variant; the
+    second only when the class list has an "Other" class."""
+    other = other_class(classes)
+    return {"all": ()} if other is None else {"all": (), "without_other": (other,)}
+
+
+def level_predictions(pred, level: str, aggregate: str = "mean_probs"):
+    """The predictions at ``level``: ``rows`` as read; ``clips`` aggregated per clip (rows that
+    carry no clip id already are clips, and are returned as they are)."""
+    from eval.aggregate import aggregate_predictions
+
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    if level == "rows" or pred.clips is None:
+        return pred
+    return aggregate_predictions(pred, aggregate)
+
+
+def evaluate_predictions(pred, levels: Sequence[str] = LEVELS, aggregate: str = "mean_probs") -> dict[str, Any]:
+    """:func:`classification_metrics` of one prediction file at each level and class variant:
+    ``{level: {"all": {...}, "without_other": {...}}}``; ``clips`` equals ``rows`` when the rows
+    are whole clips (``"same_as_rows": True`` says so)."""
+    out: dict[str, Any] = {}
+    for level in levels:
+        p = level_predictions(pred, level, aggregate)
+        out[level] = {
+            variant: classification_metrics(p.y_true, p.y_pred, p.classes, probs=p.probs, exclude=excluded)
+            for variant, excluded in class_variants(p.classes).items()
+        }
+        if level == "clips":
+            out[level]["same_as_rows"] = pred.clips is None
+            out[level]["aggregate"] = None if pred.clips is None else aggregate
+    return out

@@ -6,6 +6,7 @@
     textualize build-dataset --dataset meld --root MELD/ --out data/meld --template paper_v1
     textualize show data/meld               # a few rendered prompts with their cues
     textualize demo                         # the whole pipeline on the embedded CREMA-D clips
+    textualize compare runs/text runs/lfan --out report/   # = python -m eval compare
 """
 from __future__ import annotations
 
@@ -414,28 +415,53 @@ def templates() -> None:
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Output folder for cues and the dataset."),
+    out: Path = typer.Option(Path("runs/demo"), help="Output folder: dataset, runs, logs, report."),
     au: str = typer.Option("mediapipe", help="AU backend."),
     asr: str = typer.Option("faster-whisper", help="ASR backend."),
     template: str = typer.Option("paper_v1", help="Prompt template id."),
     workers: int = typer.Option(1, help="Parallel extraction workers."),
+    text_epochs: int = typer.Option(15, help="Epochs of the text model (6 training clips)."),
+    feature_epochs: int = typer.Option(30, help="Epochs of the feature baseline."),
+    resamples: int = typer.Option(2000, help="Bootstrap resamples in the report."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the dataset (and so retrain) even if it is current."),
 ) -> None:
-    """The main job on the embedded default corpus (12 real CREMA-D clips): cue extraction,
-    textualization and a DatasetDict, with a printed summary and example prompts."""
-    from textualize.build import BuildConfig, build_dataset
-    from textualize.corpora.manifest import write_demo_manifest
-    from textualize.extract import ExtractConfig
+    """The main job on the embedded default corpus (12 real CREMA-D clips): cue extraction and
+    the dataset, the default text model, feature streams, the default feature baseline, their
+    late-fusion hybrid and the comparison report. Resumes where it stopped."""
+    from textualize.demo import DemoConfig, DemoError, _build_demo_dataset, run_demo
 
-    manifest_csv = write_demo_manifest(out / "crema_d_demo.csv")
-    console.print(f"demo corpus manifest: {manifest_csv}")
-    config = BuildConfig(
-        dataset="manifest", root=str(manifest_csv), out=str(out / "dataset"), template=template,
-        workers=workers, extract=ExtractConfig(asr=asr, au=au),
-    )
-    manifest = build_dataset(config, log=lambda m: console.print(m))
-    print_cue_table(out / "dataset" / "cues")
-    print_build_summary(manifest, out / "dataset")
-    show(out / "dataset", n=2, split="train", chat=False)
+    config = DemoConfig(out=out, au=au, asr=asr, template=template, workers=workers, text_epochs=text_epochs,
+                        feature_epochs=feature_epochs, resamples=resamples, rebuild=rebuild)
+
+    def build() -> None:
+        manifest = _build_demo_dataset(config, console.print)
+        print_cue_table(config.dataset / "cues")
+        print_build_summary(manifest, config.dataset)
+        show(config.dataset, n=2, split="train", chat=False)
+
+    try:
+        summary = run_demo(config, console=console, build=build)
+    except DemoError as e:
+        _fail(str(e), code=1)
+    console.print(f"[bold]report:[/bold] {summary['report']['html']}  (also {summary['report']['md']}, "
+                  f"{summary['report']['json']}); total {summary['total_s']:.0f} s")
+
+
+@app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run folders (run.json + predictions/<split>.jsonl) of any approach."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.html, report.md, metrics.json, plots/."),
+    split: str = typer.Option("test", help="Split to compare."),
+    level: str = typer.Option("both", help="rows, clips or both."),
+    hybrid: bool = typer.Option(True, "--hybrid/--no-hybrid", help="Add a late-fusion row per text × feature pair."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse runs whose dataset manifests differ (default: warn)."),
+    resamples: int = typer.Option(2000, help="Bootstrap resamples."),
+) -> None:
+    """Same as `python -m eval compare`: text, feature and hybrid runs side by side with 95 % CIs,
+    paired tests, plots, disagreements with prompts and provenance."""
+    from eval.__main__ import compare_cli
+
+    compare_cli(runs, out, split=split, level=level, hybrid=hybrid, strict=strict, resamples=resamples)
 
 
 def main() -> None:
