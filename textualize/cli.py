@@ -309,7 +309,7 @@ def build_streams_cmd(
     sample's span at --rate Hz, with a mask per stream where it has no data (no face, no speech);
     samples without a time span (per-clip cue tables, text-only rows) have one step. Per-clip
     embeddings are cached in the cue cache (CUE_DIR/streams/) by clip content hash + extractor
-    version, so a rerun recomputes nothing. Format: STREAMS_FORMAT.md."""
+    version, so a rerun recomputes nothing. Format: docs/streams_format.md."""
     from textualize.models import ModelUnavailableError
     from textualize.registry import UnknownBackendError
     from textualize.streams.writer import StreamsConfig, StreamsError, build_streams

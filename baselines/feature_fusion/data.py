@@ -1,4 +1,4 @@
-"""Aligned streams (``DATASET/streams/``, STREAMS_FORMAT.md) as window datasets for the fusion models.
+"""Aligned streams (``DATASET/streams/``, docs/streams_format.md) as window datasets for the fusion models.
 
 A sample is ``T`` frames of every selected stream on one time axis, each with its mask. Streams
 of one modality (``face``, ``voice``, ``text``) are grouped: a model sees per modality the

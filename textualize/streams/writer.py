@@ -1,4 +1,4 @@
-"""``textualize build-streams``: aligned feature streams of a built dataset (STREAMS_FORMAT.md).
+"""``textualize build-streams``: aligned feature streams of a built dataset (docs/streams_format.md).
 
 For every sample of ``DATASET`` (the DatasetDict ids, per split) each requested stream is taken
 from its registered extractor on the stream's own clock and resampled onto the sample's one time
