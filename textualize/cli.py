@@ -447,21 +447,10 @@ def demo(
                   f"{summary['report']['json']}); total {summary['total_s']:.0f} s")
 
 
-@app.command()
-def compare(
-    runs: List[Path] = typer.Argument(..., help="Run folders (run.json + predictions/<split>.jsonl) of any approach."),
-    out: Path = typer.Option(..., "--out", help="Folder for report.html, report.md, metrics.json, plots/."),
-    split: str = typer.Option("test", help="Split to compare."),
-    level: str = typer.Option("both", help="rows, clips or both."),
-    hybrid: bool = typer.Option(True, "--hybrid/--no-hybrid", help="Add a late-fusion row per text × feature pair."),
-    strict: bool = typer.Option(False, "--strict", help="Refuse runs whose dataset manifests differ (default: warn)."),
-    resamples: int = typer.Option(2000, help="Bootstrap resamples."),
-) -> None:
-    """Same as `python -m eval compare`: text, feature and hybrid runs side by side with 95 % CIs,
-    paired tests, plots, disagreements with prompts and provenance."""
-    from eval.__main__ import compare_cli
+# `textualize compare` is `python -m eval compare`: the same command object, one set of options
+from eval.__main__ import compare as _eval_compare  # noqa: E402 (light: typer and rich only)
 
-    compare_cli(runs, out, split=split, level=level, hybrid=hybrid, strict=strict, resamples=resamples)
+app.command("compare")(_eval_compare)
 
 
 def main() -> None:
