@@ -273,9 +273,32 @@ def test_prosody_words_from_fitted_norm_stats():
     assert prosody_fragment(m, ProsodyConfig(per_speaker=False), ns, speaker="f1") == dataset
     assert prosody_fragment(m, cfg, ns, speaker="unknown") == dataset  # no stats -> dataset level
     six = ProsodyConfig(extra_measures=())  # the six core measures only (earlier versions' prompts)
-    assert prosody_fragment(measures(pause_count=0.0, pause_ratio=0.0), six, ns).endswith("no pauses")
+    assert prosody_fragment(measures(pause_count=0.0, pause_ratio=0.0), six, ns).endswith(
+        "no pauses; levels relative to the training set")
     vq = prosody_fragment(m, ProsodyConfig(voice_quality=True), ns)
-    assert vq.endswith("moderate jitter, moderate shimmer, moderate harmonics-to-noise ratio")
+    assert vq.endswith("moderate jitter, moderate shimmer, moderate harmonics-to-noise ratio; "
+                       "levels relative to the training set")
+    # the words say what they are relative to: the speaker's own clips, or the training set
+    assert prosody_fragment(m, cfg, ns, speaker="f1").endswith("; levels relative to this speaker")
+    assert prosody_fragment(m, cfg, ns, speaker="unknown").endswith("; levels relative to the training set")
+    assert "levels relative" not in prosody_fragment(m, ProsodyConfig(reference_note=False), ns, speaker="f1")
+
+
+def test_prosody_seven_levels_set_the_bins():
+    seven = ("extremely low", "very low", "low", "moderate", "high", "very high", "extremely high")
+    cfg = ProsodyConfig()
+    assert cfg.bin_words == seven
+    assert cfg.quantiles == pytest.approx([i / 7 for i in range(1, 7)], abs=1e-6)
+    five = ProsodyConfig(bin_words=seven[1:-1], rate_words=cfg.rate_words[1:-1])
+    assert five.quantiles == (0.2, 0.4, 0.6, 0.8)  # five words: the quintiles of earlier versions
+    ns = fit_norm_stats(realistic_rows(), quantiles=cfg.quantiles)
+    text = prosody_fragment(measures(pitch_mean_st=80.0, loudness_mean=0.0), cfg, ns)
+    assert text.startswith("extremely high pitch, ") and "extremely low loudness," in text
+    # statistics with five bins (earlier builds) render with the middle five of the seven words
+    old = fit_norm_stats(realistic_rows())
+    assert prosody_fragment(measures(pitch_mean_st=80.0), cfg, old).startswith("very high pitch, ")
+    with pytest.raises(ValueError, match="same number of levels"):
+        ProsodyConfig(bin_words=seven[1:-1])
 
 
 def test_prosody_nan_missing_and_errors():

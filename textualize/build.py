@@ -216,9 +216,10 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         cues_by_sample[s.id] = cues
 
     # ---- normalisation statistics: training split, per speaker from the speakers' own clips
+    prosody_config = TextualizeConfig.from_build(config).prosody
     norm_stats = fit_training_norm_stats(
-        kept, cues_by_sample, config.speaker_normalisation,
-        TextualizeConfig.from_build(config).prosody.speaker_min_clips,
+        kept, cues_by_sample, config.speaker_normalisation, prosody_config.speaker_min_clips,
+        quantiles=prosody_config.quantiles,
     )
     if norm_stats is not None:
         norm_stats.save(out / "norm_stats.json")
@@ -287,7 +288,8 @@ def annotation_hashes(root: Path, exclude: Path | None = None, limit: int = 2000
 
 
 def fit_training_norm_stats(samples: list[Sample], cues_by_sample: dict[str, dict],
-                            speaker_normalisation: bool = True, min_per_speaker: int = 10):
+                            speaker_normalisation: bool = True, min_per_speaker: int = 10,
+                            quantiles: tuple[float, ...] | None = None):
     """Prosody statistics for the converters: the training split's (dataset level) and, with
     ``speaker_normalisation``, each speaker's own over all splits (measures only, no labels).
     Without it the statistics are the training split's pooled ones (no per-speaker bins)."""
@@ -305,8 +307,10 @@ def fit_training_norm_stats(samples: list[Sample], cues_by_sample: dict[str, dic
     if not train:
         return None
     if speaker_normalisation:
-        return fit_speaker_norm_stats(train, every, list(PROSODY_MEASURE_NAMES), min_per_speaker=min_per_speaker)
-    stats = fit_norm_stats([(None, values) for _, values in train], list(PROSODY_MEASURE_NAMES))
+        return fit_speaker_norm_stats(train, every, list(PROSODY_MEASURE_NAMES), min_per_speaker=min_per_speaker,
+                                      **({"quantiles": quantiles} if quantiles else {}))
+    stats = fit_norm_stats([(None, values) for _, values in train], list(PROSODY_MEASURE_NAMES),
+                           **({"quantiles": quantiles} if quantiles else {}))
     stats.speaker_scope = "none"
     return stats
 

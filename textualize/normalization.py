@@ -24,6 +24,7 @@ import numpy as np
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
 LEVEL_WORDS: dict[int, tuple[str, ...]] = {
+    7: ("extremely low", "very low", "low", "moderate", "high", "very high", "extremely high"),
     5: ("very low", "low", "moderate", "high", "very high"),
     3: ("low", "moderate", "high"),
 }
@@ -111,13 +112,14 @@ class NormStats:
         return (lo + hi) // 2
 
     def level_word(self, measure: str, value: Any, speaker: str | None = None) -> str | None:
-        """'very low' .. 'very high' (five bins) or 'low'/'moderate'/'high' (three bins)."""
+        """'extremely low' .. 'extremely high' (seven bins), 'very low' .. 'very high' (five) or
+        'low'/'moderate'/'high' (three)."""
         b = self.bin(measure, value, speaker)
         if b is None:
             return None
         words = LEVEL_WORDS.get(self.n_bins)
         if words is None:
-            raise ValueError(f"no level words for {self.n_bins} bins; use bin() or 3/5 bins")
+            raise ValueError(f"no level words for {self.n_bins} bins; use bin() or 3/5/7 bins")
         return words[b]
 
     def zscore(self, measure: str, value: Any, speaker: str | None = None) -> float | None:

@@ -1,6 +1,6 @@
-"""Prosody -> text: quintile words ("high pitch, very fast speaking rate") or rounded values.
+"""Prosody -> text: level words ("high pitch, very fast speaking rate") or rounded values.
 
-Words mode bins each measure with a ``NormStats`` (quintile edges): the speaker's own clips when
+Words mode bins each measure with a ``NormStats`` (seven equal-frequency bins by default): the speaker's own clips when
 the build normalises per speaker (``--speaker-norm``, the default) and the speaker has enough
 clips, else the training split's. "High pitch" then means "higher than 60-80 % of this
 speaker's utterances", not a fixed physical threshold. Numeric mode states the value with its
@@ -177,14 +177,14 @@ def _numeric(measure: str, m: ProsodyMeasures, value: float, zscore: str) -> str
     return f"{_PHRASES.get(measure, (measure,))[0]} {value:.3g}{z}"
 
 
-_THREE = {5: (1, 2, 3)}  # a three-bin NormStats: "low", "moderate", "high" of the five words
-
-
 def _level(words: tuple[str, ...], level: int, n_bins: int) -> str:
+    """The word of bin ``level``; statistics with fewer (odd) bins than words take the middle
+    words (five bins of seven words: "very low" .. "very high"; three: "low" .. "high"), so
+    statistics fitted by earlier versions still render."""
     if n_bins == len(words):
         return words[level]
-    if len(words) == 5 and n_bins == 3:
-        return words[_THREE[5][level]]
+    if n_bins < len(words) and n_bins % 2 == len(words) % 2 == 1:
+        return words[(len(words) - n_bins) // 2 + level]
     raise ValueError(f"NormStats has {n_bins} bins but {len(words)} level words are configured")
 
 
@@ -196,6 +196,14 @@ def _words(measure: str, m: ProsodyMeasures, level: int, n_bins: int, config: Pr
     if measure == "pause_ratio":
         return f"{_level(config.bin_words, level, n_bins)} amount of pausing"
     return f"{_level(config.bin_words, level, n_bins)} {_PHRASES.get(measure, (measure,))[0]}"
+
+
+def reference_note(norm_stats: Any, speaker: str | None) -> str:
+    """What the level words compare with: "very slow" means slow for this speaker when their own
+    clips were binned, slow for the corpus otherwise; the prompt says which."""
+    if speaker is not None and str(speaker) in (getattr(norm_stats, "speakers", None) or {}):
+        return "levels relative to this speaker"
+    return "levels relative to the training set"
 
 
 def prosody_fragment(
@@ -253,6 +261,8 @@ def prosody_fragment(
             continue
         parts.append(_words(measure, m, int(level), n_bins, config))
     notes = []
+    if parts and mode == "words" and config.reference_note:
+        notes.append(reference_note(norm_stats, who))
     if unmeasurable and config.missing_note:
         because = f" ({'; '.join(reasons)})" if reasons else ""
         notes.append(f"not measurable: {', '.join(unmeasurable)}{because}")
