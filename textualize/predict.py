@@ -140,6 +140,8 @@ class Input:
     clip_id: str
     speaker: str | None = None
     label: str = ""
+    start_s: float | None = None  # a window of the medium (annotate's sliding windows)
+    end_s: float | None = None
 
 
 def make_inputs(paths: Iterable[str | Path], speaker: str | None = None, labels: dict[str, str] | None = None) -> list[Input]:
@@ -255,12 +257,14 @@ class TextPredictor:
     def name(self) -> str:
         return self.info.get("name") or self.run_dir.name
 
-    def prompt(self, clip, speaker: str | None = None) -> dict[str, Any]:
-        """The prompt (text and chat messages) and the fragments it was rendered from."""
+    def prompt(self, clip, speaker: str | None = None, start_s: float | None = None, end_s: float | None = None) -> dict[str, Any]:
+        """The prompt (text and chat messages) and the fragments it was rendered from; with a span,
+        the cues inside it only (as build-dataset describes a window of a longer file)."""
         from textualize.corpora.base import Sample
         from textualize.converters import textualize_sample
 
-        sample = Sample(id=clip.clip_id, label="", split="predict", media_path=clip.media.path, speaker=speaker)
+        sample = Sample(id=clip.clip_id, label="", split="predict", media_path=clip.media.path, speaker=speaker,
+                        start_s=start_s, end_s=end_s)
         fragments = textualize_sample(sample, clip, self.tconfig, self.ctx.norm_stats)
         text = self.template.render_text(fragments, self.modalities, self.classes)
         messages = self.template.render_chat(fragments, self.modalities, self.classes)
@@ -471,7 +475,7 @@ class FeaturePredictor:
     def sample_for(self, clip, inp: Input, cue_dir: Path):
         from baselines.feature_fusion.data import Sample
 
-        sctx = self._context(inp.id, "predict", "", clip, inp.clip_id, str(inp.path), cue_dir)
+        sctx = self._context(inp.id, "predict", "", clip, inp.clip_id, str(inp.path), cue_dir, inp.start_s, inp.end_s)
         times, values, masks = self.raw_streams(sctx)
         if self.speaker_norm:
             stats = self._train_fallback_stats()
@@ -568,7 +572,7 @@ def predict_batch(predictors: Sequence[Any], inputs: Sequence[Input], cue_dirs: 
             prompts, keep = [], []
             for k, clip in ok:
                 try:
-                    prompts.append(pred.prompt(clip, inputs[k].speaker))
+                    prompts.append(pred.prompt(clip, inputs[k].speaker, inputs[k].start_s, inputs[k].end_s))
                     keep.append(k)
                 except Exception as e:
                     errors[k] = f"prompt for {pred.name}: {type(e).__name__}: {e}"
@@ -782,3 +786,69 @@ def read_labels(path: str | Path) -> dict[str, str]:
     if not rows or "label" not in rows[0] or not ({"id", "path"} & set(rows[0])):
         raise PredictError(f"{path}: expected a CSV with columns id (or path) and label")
     return {(r.get("id") or r.get("path")): r["label"] for r in rows}
+
+
+# ---------------------------------------------------------------- command line (registered in cli.py)
+
+import typer  # noqa: E402 (light; the command's options need it at definition)
+
+
+def print_rows(rows: Sequence[dict], classes: Sequence[str], console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"predictions ({len(rows)})")
+    for col in ("input", "prediction", "p", "entropy", "spread (sd)", "face", "top classes"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        top = sorted(r["probs"].items(), key=lambda kv: -kv[1])[:3]
+        face = "no face" if not r.get("face") else f"{r.get('face_frames', '')}" + (f" ({r['faces_max']} max)" if r.get("faces_max", 1) > 1 else "")
+        table.add_row(r["id"], r["prediction"], f"{r['probs'][r['prediction']]:.2f}", f"{r['entropy']:.2f}",
+                      f"{r['spread']['std']:.2f}" if "spread" in r else "-", face,
+                      ", ".join(f"{c} {p:.2f}" for c, p in top))
+    console.print(table)
+
+
+def predict_cmd(
+    paths: list[Path] = typer.Argument(None, help="Images, audio or video clips, or folders of them."),
+    run: list[Path] = typer.Option(..., "--run", help="A run folder (text or feature); several = an ensemble."),
+    out: Path = typer.Option(None, "--out", help="Folder for predictions.jsonl, prompts.jsonl, failures.jsonl (and plots/); reruns skip finished inputs."),
+    plot: bool = typer.Option(False, "--plot", help="An explanation figure per input (needs --out)."),
+    workers: int = typer.Option(1, help="Parallel cue-extraction workers."),
+    dataset: Path = typer.Option(None, "--dataset", help="The runs' dataset folder when run.json's path does not resolve here."),
+    speaker: str = typer.Option(None, "--speaker", help="A training speaker to normalise the prompt against (default: unknown speaker)."),
+    labels: Path = typer.Option(None, "--labels", help="CSV with id (or path) and label columns, so the JSONL can be evaluated."),
+    cues_dir: Path = typer.Option(None, "--cues-dir", help="Cue cache (default: the dataset's, content-hashed)."),
+    camera: int = typer.Option(None, "--camera", help="Predict from webcam N instead of files."),
+) -> None:
+    """Predict the emotion of new media with trained runs: label, class probabilities, normalised
+    entropy and, with several --run, the members' spread."""
+    from rich.console import Console
+
+    console = Console()
+
+    def fail(msg: str) -> None:
+        console.print(f"[red]error:[/red] {msg}", markup=True, highlight=False)
+        raise typer.Exit(2)
+
+    if camera is not None:
+        from textualize.annotate import camera_problem
+
+        problem = camera_problem(camera)
+        fail(problem or f"camera {camera} opened, but live prediction is not implemented: record a clip and pass its file")
+    if not paths:
+        fail("give at least one input file or folder (or --camera N)")
+    if plot and out is None:
+        fail("--plot writes figures into --out DIR; give --out")
+    try:
+        predictors = [load_predictor(r, dataset) for r in run]
+        result = predict_paths(paths, predictors, PredictConfig(
+            out=out, workers=workers, plot=plot, speaker=speaker, cues_dir=str(cues_dir) if cues_dir else None,
+            labels=read_labels(labels) if labels else {}))
+    except (PredictError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    print_rows(result["rows"], result["classes"], console)
+    for f in result["failures"]:
+        console.print(f"[yellow]failed[/yellow] {f['id']} ({f['stage']}): {f['reason']}", highlight=False)
+    tail = f"; {result['skipped_already_done']} already in {out / PREDICTIONS_FILE}" if out and result["skipped_already_done"] else ""
+    console.print(f"{result['predicted']} predicted, {result['failed']} failed{tail} in {result['seconds']} s"
+                  + (f"; written to {out}" if out else ""))
