@@ -117,10 +117,29 @@ def test_cli_predict_table_and_clear_errors(runs, crema_d, tmp_path):
     from textualize.cli import app
 
     clip = str(_test_clips(crema_d)[0])
-    r = CliRunner().invoke(app, ["predict", clip, "--run", str(runs["text"])])
+    r = CliRunner().invoke(app, ["predict", clip, "--run", str(runs["text"]), "--out", str(tmp_path / "o")],
+                           env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
-    assert "1001_DFA_DIS_XX" in r.output and "entropy" in r.output
-    r = CliRunner().invoke(app, ["predict", clip, "--run", str(tmp_path)])
+    assert "1 predicted, 0 failed" in r.output and "entropy" in r.output, r.output
+    row = json.loads((tmp_path / "o" / "predictions.jsonl").read_text())
+    assert row["id"] == "1001_DFA_DIS_XX" and row["prediction"] in r.output
+    r = CliRunner().invoke(app, ["predict", clip, "--run", str(tmp_path / "o")])
     assert r.exit_code == 2 and "no run.json" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["predict", "--run", str(runs["text"]), "--camera", "7"])
     assert r.exit_code == 2 and "camera 7" in r.output and "Traceback" not in r.output
+
+
+def test_annotate_writes_a_playable_video_with_sound(runs, crema_d, tmp_path):
+    """A real talking-face clip: every frame re-encoded with its box and label, audio kept."""
+    import av
+
+    from textualize.annotate import annotate_video
+    from textualize.predict import load_predictor
+
+    src = crema_d / "1001_DFA_DIS_XX.flv"
+    s = annotate_video(src, [load_predictor(runs["feature"])], tmp_path / "a.mp4", window_s=1.0, hop_s=0.5, progress=False)
+    assert len(s["windows"]) >= 2 and s["audio"]
+    with av.open(str(src)) as a, av.open(str(tmp_path / "a.mp4")) as b:
+        n_in = sum(1 for _ in a.decode(video=0))
+        assert b.streams.audio and abs(sum(1 for _ in b.decode(video=0)) - n_in) <= 1
+    assert (tmp_path / "a.json").exists()
