@@ -452,6 +452,13 @@ from eval.__main__ import compare as _eval_compare  # noqa: E402 (light: typer a
 
 app.command("compare")(_eval_compare)
 
+# `textualize predict` / `annotate`: trained runs on new media (textualize/predict.py, annotate.py)
+from textualize.annotate import annotate_cmd as _annotate_cmd  # noqa: E402 (light: typer only)
+from textualize.predict import predict_cmd as _predict_cmd  # noqa: E402
+
+app.command("predict")(_predict_cmd)
+app.command("annotate")(_annotate_cmd)
+
 
 def main() -> None:
     app()

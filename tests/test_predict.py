@@ -1,0 +1,145 @@
+"""`textualize predict` / `annotate` on real CREMA-D demo clips with small real runs of both
+approaches (a MiniLM text run and an LFAN feature run, 1-2 epochs on 6 clips: real models, tiny
+settings). The build has no speaker normalisation, so predicting a test clip again must give
+exactly the prompt and the probabilities the run wrote for it."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CLIPS = {  # name -> split (train: both speakers; video and audio-only clips in every split)
+    "1001_DFA_ANG_XX.flv": "train", "1001_DFA_HAP_XX.flv": "train", "1001_DFA_SAD_XX.flv": "train",
+    "1002_DFA_NEU_XX.mp3": "train", "1002_DFA_ANG_XX.mp3": "train", "1001_DFA_NEU_XX.flv": "train",
+    "1002_DFA_HAP_XX.mp3": "validation", "1001_DFA_FEA_XX.flv": "validation",
+    "1001_DFA_DIS_XX.flv": "test", "1002_DFA_SAD_XX.mp3": "test",
+}
+
+
+@pytest.fixture(scope="session")
+def runs(crema_d, tmp_path_factory):
+    """A built dataset (ASR transcripts, mediapipe AUs, eGeMAPS), its streams, a text and an LFAN run."""
+    import csv
+
+    from baselines.feature_fusion.train import main as train_feature
+    from llm.finetune import main as train_text
+    from textualize.build import BuildConfig, build_dataset
+    from textualize.demo import crema_d_label
+    from textualize.extract import ExtractConfig
+    from textualize.streams.writer import StreamsConfig, build_streams
+
+    tmp = tmp_path_factory.mktemp("predict")
+    with open(tmp / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "path", "label", "split", "speaker"])
+        for name, split in CLIPS.items():
+            w.writerow([Path(name).stem, str(crema_d / name), crema_d_label(name), split, name[:4]])
+    (tmp / "labels.txt").write_text("\n".join(["anger", "disgust", "fear", "happiness", "neutral", "sadness"]) + "\n")
+    ds = tmp / "dataset"
+    quiet = {"progress": False, "log": lambda *a, **k: None}
+    build_dataset(BuildConfig(dataset="manifest", root=str(tmp / "manifest.csv"), out=str(ds), speaker_normalisation=False,
+                              tokenizer=None, extract=ExtractConfig(beam_size=1)), **quiet)
+    build_streams(StreamsConfig(str(ds), streams=("face_au", "audio_lld", "text_emb")), **quiet)
+    text, feature = tmp / "runs" / "text", tmp / "runs" / "lfan"
+    train_text(["--dataset", str(ds), "--output_dir", str(text), "--num_train_epochs", "2", "--eval_strategy", "no",
+                "--save_strategy", "no", "--predict_splits", "test", "--report_to", "none", "--max_length", "128",
+                "--learning_rate", "1e-3", "--per_device_train_batch_size", "8"])
+    train_feature(["--dataset", str(ds), "--model", "lfan", "--output_dir", str(feature), "--num_train_epochs", "2",
+                   "--window", "20", "--hop", "10", "--tcn_channels", "8", "--modal_dim", "8", "--report_to", "none",
+                   "--per_device_train_batch_size", "4", "--learning_rate", "1e-2"])
+    return {"dataset": ds, "text": text, "feature": feature, "tmp": tmp}
+
+
+def _test_clips(crema_d):
+    return [crema_d / n for n, s in CLIPS.items() if s == "test"]
+
+
+def test_text_and_feature_runs_reproduce_their_test_predictions(runs, crema_d, tmp_path):
+    """Real runs, real clips: the prompt is the dataset's own and the probabilities are the run's."""
+    from datasets import load_from_disk
+
+    from eval.predictions import read_run
+    from textualize.predict import PredictConfig, load_predictor, predict_paths
+
+    dd = load_from_disk(str(runs["dataset"]))
+    prompts = dict(zip(dd["test"]["id"], dd["test"]["text"]))
+    for kind in ("text", "feature"):
+        pred = load_predictor(runs[kind])
+        assert pred.approach == kind
+        res = predict_paths(_test_clips(crema_d), [pred], PredictConfig(out=tmp_path / kind, progress=False))
+        assert not res["failures"], res["failures"]
+        saved = read_run(runs[kind]).predictions("test")
+        for r, result in zip(res["rows"], res["results"]):
+            want = saved.probs[saved.ids.index(r["id"])]
+            got = np.asarray([r["probs"][c] for c in saved.classes])
+            np.testing.assert_allclose(got, want, atol=2e-4, err_msg=f"{kind} {r['id']}")
+            assert 0 <= r["entropy"] <= 1
+            if kind == "text":
+                assert result["details"][0]["prompt"] == prompts[r["id"]]
+        rows = [json.loads(x) for x in (tmp_path / kind / "predictions.jsonl").read_text().splitlines()]
+        assert {x["id"] for x in rows} == {p.stem for p in _test_clips(crema_d)}
+    audio_only = next(x for x in rows if x["id"].startswith("1002"))
+    assert audio_only["face"] is False and "no_video_track" in audio_only["face_reason"]
+
+
+def test_ensemble_spread_plot_resume_and_failures(runs, crema_d, tmp_path):
+    """Two members: mean probabilities, spread; a folder with a broken file: the failure is
+    recorded with its reason and a rerun predicts only what is missing."""
+    from textualize.predict import PredictConfig, load_predictor, predict_paths
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in _test_clips(crema_d):
+        shutil.copy(p, folder / p.name)
+    (folder / "broken.mp4").write_bytes(b"not a video at all")
+    preds = [load_predictor(runs["text"]), load_predictor(runs["feature"])]
+    out = tmp_path / "out"
+    res = predict_paths([folder], preds, PredictConfig(out=out, plot=True, progress=False))
+    assert [f["id"] for f in res["failures"]] == ["broken"] and res["failures"][0]["reason"]
+    assert len(res["rows"]) == 2
+    for r in res["rows"]:
+        members = np.asarray([[m["probs"][c] for c in r["probs"]] for m in r["members"]])
+        np.testing.assert_allclose(members.mean(0), list(r["probs"].values()), atol=1e-5)
+        assert r["spread"]["std"] >= 0 and r["spread"]["epistemic"] >= 0
+        assert Path(r["plot"]).stat().st_size > 10_000
+    assert (out / "prompts.jsonl").exists() and (out / "failures.jsonl").exists()
+    again = predict_paths([folder], preds, PredictConfig(out=out, progress=False))
+    assert again["skipped_already_done"] == 2 and again["predicted"] == 0 and again["failed"] == 1
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_predict_table_and_clear_errors(runs, crema_d, tmp_path):
+    from typer.testing import CliRunner
+
+    from textualize.cli import app
+
+    clip = str(_test_clips(crema_d)[0])
+    r = CliRunner().invoke(app, ["predict", clip, "--run", str(runs["text"]), "--out", str(tmp_path / "o")],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "1 predicted, 0 failed" in r.output and "entropy" in r.output, r.output
+    row = json.loads((tmp_path / "o" / "predictions.jsonl").read_text())
+    assert row["id"] == "1001_DFA_DIS_XX" and row["prediction"] in r.output
+    r = CliRunner().invoke(app, ["predict", clip, "--run", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no run.json" in " ".join(r.output.split()) and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["predict", "--run", str(runs["text"]), "--camera", "7"])
+    assert r.exit_code == 2 and "camera 7" in " ".join(r.output.split()) and "Traceback" not in r.output
+
+
+def test_annotate_writes_a_playable_video_with_sound(runs, crema_d, tmp_path):
+    """A real talking-face clip: every frame re-encoded with its box and label, audio kept."""
+    import av
+
+    from textualize.annotate import annotate_video
+    from textualize.predict import load_predictor
+
+    src = crema_d / "1001_DFA_DIS_XX.flv"
+    s = annotate_video(src, [load_predictor(runs["feature"])], tmp_path / "a.mp4", window_s=1.0, hop_s=0.5, progress=False)
+    assert len(s["windows"]) >= 2 and s["audio"]
+    with av.open(str(src)) as a, av.open(str(tmp_path / "a.mp4")) as b:
+        n_in = sum(1 for _ in a.decode(video=0))
+        assert b.streams.audio and abs(sum(1 for _ in b.decode(video=0)) - n_in) <= 1
+    assert (tmp_path / "a.json").exists()
