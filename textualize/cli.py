@@ -27,9 +27,11 @@ console = Console()
 
 
 def _fail(message: str, code: int = 2) -> None:
+    from rich.markup import escape
+
     from textualize.manifest import printable
 
-    console.print(f"[red]error:[/red] {printable(message)}")
+    console.print(f"[red]error:[/red] {escape(printable(message))}")  # "textualize[dask]" is no markup
     raise typer.Exit(code)
 
 

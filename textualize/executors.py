@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -77,14 +78,10 @@ def worker_extractor(config, device: str = "cpu", threads: int | None = None):
     with _LOCK:
         extractor = _EXTRACTORS.get(key)
     if extractor is None:
-        if threads:
+        if threads:  # before the backends import torch, which reads it; torch already imported: set it
             os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-            try:
-                import torch
-
-                torch.set_num_threads(threads)
-            except ImportError:
-                pass
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(threads)
         extractor = CueExtractor(config, device=device)
         with _LOCK:
             while len(_EXTRACTORS) >= 4:  # a long-lived process that saw many configs keeps the latest
@@ -359,8 +356,8 @@ class RayEngine(Engine):
             kwargs["runtime_env"] = {"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "OMP_NUM_THREADS") if k in os.environ}}
             try:
                 ray.init(**kwargs)
-            except (ConnectionError, RuntimeError) as e:
-                raise ExecutorUnavailableError(f"cannot start or join Ray ({self.address or 'local'}): {e}") from None
+            except Exception as e:  # Ray raises a bare Exception when its node does not come up in 30 s
+                raise ExecutorUnavailableError(f"cannot start or join Ray ({self.address or 'local runtime'}): {e}") from None
             self.started = True
         self.remote = ray.remote(run_chunk).options(
             num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=3)
