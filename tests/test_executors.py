@@ -209,3 +209,27 @@ def test_demo_clips_on_dask_match_the_local_run(tmp_path, crema_d):
     dask = run_extraction(clips, tmp_path / "dask", config, workers=1, progress=False, executor="dask")
     assert local.done == dask.done == 2 and local.failed == dask.failed == 0
     assert cue_files(tmp_path / "dask") == cue_files(tmp_path / "local")
+
+
+def test_build_dataset_threads_the_executor_from_flags_and_config(tmp_path, monkeypatch, crema_d):
+    """build-dataset hands --executor-config and --executor-option (flags win) to extraction."""
+    csv = tmp_path / "m.csv"
+    csv.write_text("path,label,split,speaker\n" + "".join(
+        f"{crema_d / f'1001_DFA_{e}_XX.flv'},{e.lower()},train,1001\n" for e in ("ANG", "HAP")))
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text("executor: dask\nexecutor_options: {scheduler: 'tcp://head:8786', chunk_size: 3}\n")
+    seen = {}
+
+    def capture(items, cue_dir, config, **kwargs):
+        seen.update(kwargs, clips=len(items))
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr("textualize.build.run_extraction", capture)
+    args = ["build-dataset", "--dataset", "manifest", "--root", str(csv), "--out", str(tmp_path / "out"),
+            "--option", "classes=ang,hap", "--tokenizer", "none", "--executor-config", str(cfg)]
+    result = CliRunner().invoke(_app(), [*args, "--executor-option", "chunk_size=2", "--workers", "4"])
+    assert str(result.exception) == "captured", result.output
+    assert seen["executor"] == "dask" and seen["executor_options"] == {"scheduler": "tcp://head:8786", "chunk_size": 2}
+    assert seen["workers"] == 4 and seen["clips"] == 2
+    bad = CliRunner().invoke(_app(), [*args, "--executor-option", "partition=gpu"])
+    assert bad.exit_code == 2 and "unknown option(s) for --executor dask: partition" in bad.output

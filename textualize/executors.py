@@ -354,10 +354,14 @@ class RayEngine(Engine):
             else:
                 kwargs["num_cpus"] = int(self.workers * self.cpus_per_task)
             kwargs["runtime_env"] = {"env_vars": {k: os.environ[k] for k in ("PYTHONPATH", "OMP_NUM_THREADS") if k in os.environ}}
-            try:
-                ray.init(**kwargs)
-            except Exception as e:  # Ray raises a bare Exception when its node does not come up in 30 s
-                raise ExecutorUnavailableError(f"cannot start or join Ray ({self.address or 'local runtime'}): {e}") from None
+            for attempt in range(2):  # Ray gives its node a fixed 30 s to come up: short on a loaded machine
+                try:
+                    ray.init(**kwargs)
+                    break
+                except Exception as e:  # a bare Exception when the node does not come up
+                    ray.shutdown()
+                    if attempt:
+                        raise ExecutorUnavailableError(f"cannot start or join Ray ({self.address or 'local runtime'}): {e}") from None
             self.started = True
         self.remote = ray.remote(run_chunk).options(
             num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=3)
