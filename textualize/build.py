@@ -53,6 +53,8 @@ class BuildConfig:
     shard_index: int | None = None
     merge: bool = False
     workers: int = 1
+    executor: str = "local"  # where extraction runs: local, dask, ray, slurm (textualize.executors)
+    executor_options: dict[str, Any] = field(default_factory=dict)
     allow_invalid: bool = False  # record invalid samples as failures instead of stopping
     cues_dir: str | None = None  # shared cue cache (default OUT/cues): other templates reuse it
     adapter_options: dict[str, Any] = field(default_factory=dict)
@@ -179,7 +181,8 @@ def build_dataset(config: BuildConfig, progress: bool = True, log=print) -> dict
         else:
             log(f"extracting cues for {len(items)} media files into {cue_dir}")
             run_name = f"shard-{config.shard_index}-of-{config.num_shards}" if config.shard_index is not None else ""
-            summary = run_extraction(items, cue_dir, extract_config, workers=config.workers, progress=progress, run_name=run_name)
+            summary = run_extraction(items, cue_dir, extract_config, workers=config.workers, progress=progress, run_name=run_name,
+                                     executor=config.executor, executor_options=config.executor_options)
             extraction_failures = {f["clip_id"]: f["reason"] for f in summary.failures}
     if config.shard_index is not None:
         atomic_write_json(shard_dir / f"{config.shard_index}-of-{config.num_shards}.json",

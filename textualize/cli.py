@@ -27,9 +27,11 @@ console = Console()
 
 
 def _fail(message: str, code: int = 2) -> None:
+    from rich.markup import escape
+
     from textualize.manifest import printable
 
-    console.print(f"[red]error:[/red] {printable(message)}")
+    console.print(f"[red]error:[/red] {escape(printable(message))}")  # "textualize[dask]" is no markup
     raise typer.Exit(code)
 
 
@@ -98,6 +100,11 @@ def extract_cues(
     no_visual: bool = typer.Option(False, "--no-visual", help="Skip facial cues."),
     no_sequences: bool = typer.Option(False, "--no-sequences", help="Do not save per-frame feature sequences (.npz)."),
     workers: int = typer.Option(1, help="Parallel worker processes (each loads its own models)."),
+    executor: Optional[str] = typer.Option(None, help="Where the clips run: local (default), dask, ray, slurm (README: distributed extraction)."),
+    scheduler: Optional[str] = typer.Option(None, help="--executor dask: scheduler address tcp://HOST:8786 (default: a local cluster)."),
+    address: Optional[str] = typer.Option(None, help="--executor ray: auto or ray://HOST:10001 (default: a local runtime)."),
+    executor_option: List[str] = typer.Option([], "--executor-option", help="Engine option KEY=VALUE: partition, time_min, cpus_per_task, gpus_per_task, mem_gb, chunk_size, device ..."),
+    executor_config: Optional[Path] = typer.Option(None, help="YAML/JSON: executor: NAME, executor_options: {KEY: VALUE}."),
 ) -> None:
     """Extract typed, cached cues for each clip: transcript (words, VAD, language), prosody
     (pitch, loudness, rate, pauses, voice quality) and facial AUs of the main face.
@@ -108,6 +115,7 @@ def extract_cues(
     from textualize.extract import (
         MEDIA_SUFFIXES, TABLE_SUFFIXES, ExtractConfig, clip_ids_for, expand_inputs, run_extraction,
     )
+    from textualize.executors import ExecutorUnavailableError
     from textualize.models import ModelUnavailableError
     from textualize.registry import AU_BACKENDS, UnknownBackendError
 
@@ -129,8 +137,9 @@ def extract_cues(
         audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences,
     )
     try:
-        summary = run_extraction(list(zip(ids, files)), out, config, workers=workers)
-    except (ModelUnavailableError, UnknownBackendError) as e:
+        name, engine_options = _executor(executor, scheduler, address, executor_option, executor_config)
+        summary = run_extraction(list(zip(ids, files)), out, config, workers=workers, executor=name, executor_options=engine_options)
+    except (ModelUnavailableError, UnknownBackendError, ExecutorUnavailableError, ValueError) as e:
         _fail(str(e))
     print_extraction_summary(summary, out)
 
@@ -193,6 +202,12 @@ def _load_mapping(path: Optional[Path]) -> dict:
     return data
 
 
+def _executor(name, scheduler, address, options: list[str], config_file: Optional[Path]) -> tuple[str, dict]:
+    from textualize.executors import executor_spec
+
+    return executor_spec(name, scheduler, address, _parse_options(options), _load_mapping(config_file))
+
+
 def _parse_options(options: list[str]) -> dict:
     out = {}
     for o in options:
@@ -228,6 +243,11 @@ def build_dataset_cmd(
     openface_dir: Optional[Path] = typer.Option(None, help="OpenFace model folder for --au openface."),
     tokenizer: str = typer.Option("minilm-l6-bert", help="Tokenizer for the n_tokens column ('none' = whitespace words)."),
     workers: int = typer.Option(1, help="Parallel extraction workers."),
+    executor: Optional[str] = typer.Option(None, help="Where the clips run: local (default), dask, ray, slurm (README: distributed extraction)."),
+    scheduler: Optional[str] = typer.Option(None, help="--executor dask: scheduler address tcp://HOST:8786 (default: a local cluster)."),
+    address: Optional[str] = typer.Option(None, help="--executor ray: auto or ray://HOST:10001 (default: a local runtime)."),
+    executor_option: List[str] = typer.Option([], "--executor-option", help="Engine option KEY=VALUE: partition, time_min, cpus_per_task, gpus_per_task, mem_gb, chunk_size, device ..."),
+    executor_config: Optional[Path] = typer.Option(None, help="YAML/JSON: executor: NAME, executor_options: {KEY: VALUE}."),
     num_shards: int = typer.Option(1, help="Split extraction into this many shards (cluster jobs)."),
     shard_index: Optional[int] = typer.Option(None, help="Extract only this shard; run again without it to render."),
     merge: bool = typer.Option(False, "--merge", help="Render from cached cues only; fail if any shard is missing."),
@@ -248,10 +268,15 @@ def build_dataset_cmd(
     template_id, template_hash, n_tokens …) plus per-sample feature sequences for the feature
     baseline, with a manifest and a failures file. Resumable: cached cues are reused."""
     from textualize.build import BuildConfig, BuildError, build_dataset
+    from textualize.executors import ExecutorUnavailableError
     from textualize.extract import ExtractConfig
     from textualize.models import ModelUnavailableError
     from textualize.registry import UnknownBackendError
 
+    try:
+        engine, engine_options = _executor(executor, scheduler, address, executor_option, executor_config)
+    except (UnknownBackendError, ValueError) as e:
+        _fail(str(e))
     if shard_index is not None and not 0 <= shard_index < num_shards:
         _fail(f"--shard-index must be in 0..{num_shards - 1}")
     config = BuildConfig(
@@ -263,13 +288,13 @@ def build_dataset_cmd(
         cues_dir=str(cues_dir) if cues_dir else None,
         adapter_options={**_parse_options(option), **({"column_map": str(column_map)} if column_map else {})},
         converter_config=_load_mapping(converter_config),
-        speaker_normalisation=speaker_norm,
+        speaker_normalisation=speaker_norm, executor=engine, executor_options=engine_options,
         extract=ExtractConfig(asr=asr, asr_model=asr_model, beam_size=beam_size, prosody=prosody, au=au, fps=fps,
                               openface_dir=str(openface_dir) if openface_dir else None),
     )
     try:
         manifest = build_dataset(config, log=lambda m: console.print(m))
-    except (BuildError, ModelUnavailableError, UnknownBackendError, ValueError, FileNotFoundError) as e:
+    except (BuildError, ModelUnavailableError, UnknownBackendError, ValueError, FileNotFoundError, ExecutorUnavailableError) as e:
         _fail(str(e))
     if "shard" in manifest:
         console.print(f"shard {manifest['shard']}: {manifest['clips']} clips extracted, {manifest['failed']} failed")

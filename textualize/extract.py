@@ -1,7 +1,7 @@
 """Cue extraction stage: media files -> one cached ``ClipCues`` JSON per clip.
 
-Cached per clip and per part (audio, visual) by content hash + parameters (``part_keys``), run in
-parallel worker processes (each loads its models once), resumable (finished clips are skipped, a crash loses at most the
+Cached per clip and per part (audio, visual) by content hash + parameters (``part_keys``), run on
+an executor (local processes, Dask, Ray, SLURM: ``textualize.executors``; each worker loads its models once), resumable (finished clips are skipped, a crash loses at most the
 clips in flight), with a failures file naming every clip that could not be processed and why.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import os
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -287,27 +287,14 @@ def merge_with_cached(out_dir: Path, cues: ClipCues, sequences: dict[str, np.nda
     return cues, sequences
 
 
-# ---------------------------------------------------------------- worker processes
-
-_WORKER: CueExtractor | None = None
+# ---------------------------------------------------------------- one clip (in a worker)
 
 
-def _init_worker(config: ExtractConfig, threads: int) -> None:
-    global _WORKER
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
-    _WORKER = CueExtractor(config)
-
-
-def _run_one(out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | None = None) -> dict:
+def extract_one(extractor: CueExtractor, out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | None = None) -> dict:
+    """Extract one clip with a loaded extractor and store it; a result record, never an exception."""
     t0 = time.perf_counter()
     try:
-        cues, sequences = _WORKER.extract(path, clip_id, content_sha256=sha, parts=parts)
+        cues, sequences = extractor.extract(path, clip_id, content_sha256=sha, parts=parts)
         cues, sequences = merge_with_cached(Path(out_dir), cues, sequences)
         save_clip(Path(out_dir), cues, sequences)
         missing = [m for m in ("transcript", "prosody", "face") if isinstance(getattr(cues, m), MissingCue)
@@ -379,8 +366,14 @@ def run_extraction(
     progress: bool = True,
     on_result: Callable[[dict], None] | None = None,
     run_name: str = "",
+    executor: Any = "local",
+    executor_options: dict | None = None,
 ) -> ExtractionSummary:
     """Extract cues for ``(clip_id, path)`` items into ``out_dir``; resumable and cached.
+
+    ``executor`` names the engine the clips run on (``local``, ``dask``, ``ray``, ``slurm``; see
+    ``textualize.executors``) or is an ``Engine``; ``executor_options`` configure it. The driver
+    below (cache check, failures, manifest, progress) is the same for all of them.
 
     ``run_name`` (e.g. ``shard-0-of-4``) gives this run its own failures and manifest files, so
     shards that share one cue folder never overwrite each other's records.
@@ -394,6 +387,11 @@ def run_extraction(
     if failures.path.exists():
         failures.path.unlink()  # failed clips are retried; this run writes its own
 
+    from textualize.executors import Engine, make_engine, run_chunk, run_chunks
+
+    # made (and its options checked) before any work; started only when there are clips to do
+    engine = executor if isinstance(executor, Engine) else make_engine(executor, workers, executor_options)
+    engine_info = engine.describe()
     todo: list[tuple[str, str, str, set[str]]] = []
     for clip_id, path in items:
         path = Path(path)
@@ -430,32 +428,32 @@ def run_extraction(
     if todo:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        workers = max(1, min(workers, len(todo)))
-        threads = max(1, (os.cpu_count() or 1) // workers)
         columns = (TextColumn("[bold]cues"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
-        with Progress(*columns, disable=not progress, transient=False) as bar:
-            task = bar.add_task("", total=len(todo))
-            if workers == 1:
-                _init_worker(config, threads)
-                for clip_id, path, sha, stale in todo:
-                    bar.update(task, description=printable(clip_id))
-                    handle(_run_one(str(out_dir), clip_id, path, sha, stale))
-                    bar.advance(task)
-            else:
-                import multiprocessing as mp
+        with engine, Progress(*columns, disable=not progress, transient=False) as bar:
+            engine.start(len(todo), str(out_dir))
+            engine_info = engine.describe()
+            task = bar.add_task(engine.name if engine.name != "local" else "", total=len(todo))
+            size = max(1, engine.chunk_size)
+            chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
 
-                ctx = mp.get_context("spawn")  # torch + fork can deadlock
-                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config, threads)) as pool:
-                    futures = [pool.submit(_run_one, str(out_dir), c, p, s, st) for c, p, s, st in todo]
-                    for fut in as_completed(futures):
-                        result = fut.result()
-                        bar.update(task, description=printable(result["clip_id"]))
-                        handle(result)
-                        bar.advance(task)
+            def on_results(results: list[dict]) -> None:
+                for result in results:
+                    bar.update(task, description=printable(result["clip_id"]))
+                    handle(result)
+                    bar.advance(task)
+
+            def lost(chunk, error: BaseException) -> list[dict]:
+                reason = f"worker lost {engine.max_retries + 1} times ({type(error).__name__}: {error})"
+                return [{"clip_id": c, "status": "failed", "path": p, "error": "WorkerLost", "reason": reason}
+                        for c, p, _, _ in chunk]
+
+            threads = engine.threads_per_worker()
+            run_chunks(engine, run_chunk, chunks, lambda chunk: (str(out_dir), config, chunk, engine.device, threads),
+                       on_results, lost)
 
     summary.failed = len(summary.failures)
     summary.seconds = time.perf_counter() - t_start
-    write_manifest(out_dir / _run_file(MANIFEST_FILE, run_name), config, items, summary, previous_failures)
+    write_manifest(out_dir / _run_file(MANIFEST_FILE, run_name), config, items, summary, previous_failures, engine_info)
     return summary
 
 
@@ -467,7 +465,8 @@ def _run_file(name: str, run_name: str) -> str:
     return f"{stem}.{run_name}{dot}{suffix}"
 
 
-def write_manifest(path: Path, config: ExtractConfig, items, summary: ExtractionSummary, previous_failures) -> None:
+def write_manifest(path: Path, config: ExtractConfig, items, summary: ExtractionSummary, previous_failures,
+                   executor: dict | None = None) -> None:
     from textualize.versions import library_versions
 
     failed = {f["clip_id"] for f in summary.failures}
@@ -478,6 +477,7 @@ def write_manifest(path: Path, config: ExtractConfig, items, summary: Extraction
             "schema_version": SCHEMA_VERSION,
             "extractor_version": EXTRACTOR_VERSION,
             "config": asdict(config),
+            "executor": executor or {"name": "local"},
             "versions": library_versions(),
             "counts": {"total": summary.total, "extracted": summary.done, "cached": summary.cached,
                        "failed": summary.failed, "missing_cues": summary.missing},
