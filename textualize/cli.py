@@ -98,6 +98,7 @@ def extract_cues(
     no_visual: bool = typer.Option(False, "--no-visual", help="Skip facial cues."),
     no_sequences: bool = typer.Option(False, "--no-sequences", help="Do not save per-frame feature sequences (.npz)."),
     workers: int = typer.Option(1, help="Parallel worker processes (each loads its own models)."),
+    asr_pack: bool = typer.Option(False, "--asr-pack/--no-asr-pack", help="Short clips share Whisper encoder windows (faster on 2-5 s clips; bench/RESULTS.md)."),
 ) -> None:
     """Extract typed, cached cues for each clip: transcript (words, VAD, language), prosody
     (pitch, loudness, rate, pauses, voice quality) and facial AUs of the main face.
@@ -126,7 +127,7 @@ def extract_cues(
         asr=asr, asr_model=asr_model, language=language, beam_size=beam_size, prosody=prosody, au=au, detector=detector,
         fps=fps, max_side=max_side, window_s=window, hop_s=hop,
         openface_dir=str(openface_dir) if openface_dir else None,
-        audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences,
+        audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences, asr_pack_short_clips=asr_pack,
     )
     try:
         summary = run_extraction(list(zip(ids, files)), out, config, workers=workers)

@@ -55,6 +55,7 @@ class ExtractConfig:
     audio: bool = True
     visual: bool = True
     save_sequences: bool = True
+    asr_pack_short_clips: bool = False  # short clips share Whisper encoder windows (audio_cues/asr_packing.py)
 
     def part_params(self) -> dict[str, dict[str, Any]]:
         """Parameters of each requested part: audio (transcript + prosody) and visual (face).
@@ -67,6 +68,10 @@ class ExtractConfig:
 
             parts["audio"] = {k: getattr(self, k) for k in (
                 "asr", "asr_model", "language", "beam_size", "prosody", "window_s", "hop_s", "save_sequences")}
+            if self.asr_pack_short_clips:  # only when on, so caches made without packing keep their keys
+                from textualize.audio_cues.asr_packing import PACK_VERSION
+
+                parts["audio"]["asr_pack"] = PACK_VERSION
             # a prosody backend that measures more (its ``version``) redoes the audio part only
             parts["audio"]["prosody_version"] = getattr(PROSODY_BACKENDS.get(self.prosody), "version", 1)
         if self.visual:
@@ -131,11 +136,27 @@ class CueExtractor:
             finally:
                 future.result()
 
+    def pack_asr(self, group: list[tuple]) -> dict[str, Any]:
+        """Start loading + packed ASR of a group's clips on a background thread: clip id ->
+        future of ``(audio, transcript)`` for ``extract(..., pre=...)``."""
+        from textualize.audio_cues.asr_packing import transcribe_in_background
+        from textualize.media import load_audio
+
+        if not (self.config.audio and self.config.asr_pack_short_clips and hasattr(self.asr, "transcribe_many")):
+            return {}
+        if getattr(self, "_asr_pool", None) is None:
+            self._asr_pool = ThreadPoolExecutor(1, thread_name_prefix="packed-asr")
+        loaders = {c: (lambda p=p: load_audio(p, 16_000)) for c, p, _, parts in group
+                   if "audio" in parts and Path(p).suffix.lower() not in TABLE_SUFFIXES}
+        return transcribe_in_background(self.asr, loaders, self._asr_pool)
+
     def extract(
-        self, path: str | Path, clip_id: str, content_sha256: str | None = None, parts: set[str] | None = None
+        self, path: str | Path, clip_id: str, content_sha256: str | None = None, parts: set[str] | None = None,
+        pre: Any = None,
     ) -> tuple[ClipCues, dict[str, np.ndarray]]:
         """Cues of one clip; ``parts`` (subset of {"audio", "visual"}) limits the work to the parts
-        that are stale in the cache (default: every part the config requests)."""
+        that are stale in the cache (default: every part the config requests); ``pre``: a future
+        of this clip's ``(audio, transcript)`` from ``pack_asr``."""
         from textualize.cues import MediaInfo
         from textualize.media import load_audio, probe
 
@@ -157,11 +178,11 @@ class CueExtractor:
                 transcript = MissingCue("no_audio_track", f"{path.name} has no audio stream")
                 prosody = MissingCue("no_audio_track", f"{path.name} has no audio stream")
             else:
-                audio = load_audio(path, 16_000)
+                audio, packed = pre.result() if pre is not None else (load_audio(path, 16_000), None)
                 if audio.size == 0:
                     transcript = prosody = MissingCue("no_speech", "the audio track decoded to 0 samples")
                 else:
-                    transcript = self._transcribe_priming_prosody(audio)
+                    transcript = packed if pre is not None else self._transcribe_priming_prosody(audio)
                     words = None if isinstance(transcript, MissingCue) else transcript.words
                     if no_voice_activity(transcript):
                         # music, laughter or noise only: its pitch and loudness are not a voice
@@ -304,10 +325,23 @@ def _init_worker(config: ExtractConfig, threads: int) -> None:
     _WORKER = CueExtractor(config)
 
 
-def _run_one(out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | None = None) -> dict:
+def _run_group(out_dir: str, group: list[tuple[str, str, str, set[str]]]) -> list[dict]:
+    """Clips of one work unit, in order; with ``asr_pack_short_clips`` their ASR runs packed on a
+    background thread while each clip's prosody and visual cues are extracted."""
+    pre = _WORKER.pack_asr(group) if len(group) > 1 else {}
+    return [_run_one(out_dir, c, p, s, st, pre.get(c)) for c, p, s, st in group]
+
+
+def _groups(todo: list, config: ExtractConfig, size: int = 24) -> list[list]:
+    """Work units: one clip each, or ``size`` clips each when ASR packing is on."""
+    size = size if config.audio and config.asr_pack_short_clips else 1
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+def _run_one(out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | None = None, pre: Any = None) -> dict:
     t0 = time.perf_counter()
     try:
-        cues, sequences = _WORKER.extract(path, clip_id, content_sha256=sha, parts=parts)
+        cues, sequences = _WORKER.extract(path, clip_id, content_sha256=sha, parts=parts, pre=pre)
         cues, sequences = merge_with_cached(Path(out_dir), cues, sequences)
         save_clip(Path(out_dir), cues, sequences)
         missing = [m for m in ("transcript", "prosody", "face") if isinstance(getattr(cues, m), MissingCue)
@@ -437,21 +471,22 @@ def run_extraction(
             task = bar.add_task("", total=len(todo))
             if workers == 1:
                 _init_worker(config, threads)
-                for clip_id, path, sha, stale in todo:
-                    bar.update(task, description=printable(clip_id))
-                    handle(_run_one(str(out_dir), clip_id, path, sha, stale))
-                    bar.advance(task)
+                for group in _groups(todo, config):
+                    bar.update(task, description=printable(group[0][0]))
+                    for result in _run_group(str(out_dir), group):
+                        handle(result)
+                        bar.advance(task)
             else:
                 import multiprocessing as mp
 
                 ctx = mp.get_context("spawn")  # torch + fork can deadlock
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config, threads)) as pool:
-                    futures = [pool.submit(_run_one, str(out_dir), c, p, s, st) for c, p, s, st in todo]
+                    futures = [pool.submit(_run_group, str(out_dir), g) for g in _groups(todo, config)]
                     for fut in as_completed(futures):
-                        result = fut.result()
-                        bar.update(task, description=printable(result["clip_id"]))
-                        handle(result)
-                        bar.advance(task)
+                        for result in fut.result():
+                            bar.update(task, description=printable(result["clip_id"]))
+                            handle(result)
+                            bar.advance(task)
 
     summary.failed = len(summary.failures)
     summary.seconds = time.perf_counter() - t_start

@@ -406,6 +406,58 @@ class PackedTranscriber:
     def transcribe_many(self, audios: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list:
         """Synchronous form: one result per clip (Transcript, MissingCue, or the clip's exception)."""
         futures, jobs = self.plan(audios, sample_rate)
-        for job in jobs:
-            job()
+        _run_jobs(jobs, futures)
         return [f.exception() or f.result() for f in futures]
+
+
+def _run_jobs(jobs: list[Callable[[], None]], futures: list[Future]) -> None:
+    """Run the jobs in order; a future that none of them resolved gets an error, never a hang."""
+    error: BaseException | None = None
+    for job in jobs:
+        try:
+            job()
+        except BaseException as e:  # noqa: BLE001 - jobs record clip errors themselves; this is a bug guard
+            error = e
+    for f in futures:
+        if not f.done():
+            f.set_exception(RuntimeError(f"packed ASR left this clip without a result ({error!r})"))
+
+
+def transcribe_in_background(asr, loaders: dict[str, Callable[[], np.ndarray]], executor, **pack_options) -> dict[str, Future]:
+    """Load and transcribe several clips on ``executor`` (one thread), short ones packed.
+
+    Returns one future per key, resolved pack by pack with ``(audio, transcript_or_missing)``, so
+    the caller can measure prosody on one pack's clips while the next pack is decoded. A clip whose
+    audio cannot be loaded, or whose transcription raises, gets that exception in its future."""
+    outer = {key: Future() for key in loaders}
+
+    def work() -> None:
+        keys, audios = [], []
+        for key, load in loaders.items():
+            try:
+                audios.append(load())
+                keys.append(key)
+            except BaseException as e:  # noqa: BLE001 - the clip's own failure, reported on its future
+                outer[key].set_exception(e)
+        try:
+            transcriber = PackedTranscriber(asr, **pack_options)
+            futures, jobs = transcriber.plan(audios)
+        except BaseException as e:  # noqa: BLE001
+            for key in keys:
+                outer[key].set_exception(e)
+            return
+
+        def relay(key, audio):
+            def done(f: Future) -> None:
+                if f.exception() is not None:
+                    outer[key].set_exception(f.exception())
+                else:
+                    outer[key].set_result((audio, f.result()))
+            return done
+
+        for key, audio, f in zip(keys, audios, futures):
+            f.add_done_callback(relay(key, audio))
+        _run_jobs(jobs, futures)
+
+    executor.submit(work)
+    return outer
