@@ -136,6 +136,9 @@ def fallback_reason(parts: list[dict], options: dict[str, Any]) -> str | None:
     if not text:
         return "no_words_in_pack"
     lp = options.get("log_prob_threshold", -1.0)
+    ns = options.get("no_speech_threshold", 0.6)
+    if ns is not None and any(p.get("no_speech_prob", 0.0) > ns and (lp is None or p["avg_logprob"] < lp) for p in parts):
+        return "no_speech"  # Whisper's own rule would skip this window
     if lp is not None and min(p["avg_logprob"] for p in parts) < lp:
         return "low_avg_logprob"
     cr = options.get("compression_ratio_threshold", 2.4)
