@@ -1,22 +1,33 @@
-"""Packing short clips into shared Whisper windows (opt-in: ``ExtractConfig.asr_pack_short_clips``).
+"""Packing short clips into shared Whisper windows (opt-in: ``ExtractConfig.asr_pack_short_clips``,
+``extract-cues --asr-pack``).
 
 Whisper's encoder always processes a 30 s window, so a 2.5 s utterance costs almost as much as
 30 s of audio (bench/RESULTS.md). Here several short clips share one window: each clip's voiced
-audio (after the same Silero VAD gate as the per-clip path) is laid end to end with ``GAP_S`` of
-silence between them, the pack is transcribed once with word timestamps, and the words are split
-back to their clips by time. A word goes to the clip whose span holds most of it (a word wholly
-inside a gap goes to the nearest clip); its times are re-based to that clip's voiced audio and
-then mapped to the clip's original timeline exactly as the per-clip path does.
+audio (after the same Silero VAD gate as the per-clip path; silent clips never enter a pack) is
+laid end to end with ``GAP_S`` of silence between clips, on Whisper's 20 ms timestamp grid.
 
-Keeping clips apart: the decoder is never conditioned on earlier text inside a pack
-(``condition_on_previous_text=False``, no prompt), and decodes at the first temperature only, so a
-pack is decoded once (a repeated sentence across clips, e.g. CREMA-D's, would otherwise trip
-Whisper's compression-ratio check and re-decode the whole pack by sampling). Whisper's own quality
-checks are then applied per clip: a clip whose words came from a segment with ``avg_logprob``
-below ``log_prob_threshold``, whose own text compresses above ``compression_ratio_threshold``, or
-that got no words at all, is transcribed again on its own (``fallback`` in its provenance). So a
-clip's result differs from the per-clip path only where the shared window changed a decode that
-passed those checks; bench/RESULTS.md gives the measured word error rate between the two.
+Mode ``"encoder"`` (the default): the pack is encoded once, then each clip is decoded on its
+own: its decoder sees the pack's encoder frames of that clip only, the rest of the window being
+the encoding of Whisper's padding (what a solo decode of a short clip sees), with the prompt
+start-of-transcript + the clip's start timestamp. No clip's text is ever in another clip's
+decoder context and no other clip's frames reach its decode; what remains shared is the
+encoder's self-attention over the whole pack, so a clip's transcript can depend on its pack
+mates. bench/RESULTS.md measures that (word error rate packed vs per clip). Word times: the
+cross-attention alignment (DTW) of the clip's own tokens over the same view, re-based to the
+clip and mapped to its original timeline through its VAD chunks, as the per-clip path does.
+
+Mode ``"window"`` (measured, not recommended): the pack is transcribed as one audio file and the
+words are split back by time (a word goes to the clip whose span holds most of it, one wholly in
+a gap to the nearest clip). Inside one window the decoder conditions each clip on the text of
+the clips before it, whatever ``condition_on_previous_text`` says: on CREMA-D the clips' words
+leaked into each other (bench/RESULTS.md).
+
+Both modes decode at the first temperature only (a repeated sentence across clips would trip a
+pack-wide compression-ratio check and re-decode everything by sampling) and then apply Whisper's
+own quality checks per clip: a clip whose decode has ``avg_logprob`` below ``log_prob_threshold``,
+whose text compresses above ``compression_ratio_threshold``, that meets Whisper's no-speech rule,
+or that got no words, is transcribed again on its own, exactly as without packing (``pack_fallback``
+in its provenance).
 """
 from __future__ import annotations
 
