@@ -105,6 +105,7 @@ def extract_cues(
     address: Optional[str] = typer.Option(None, help="--executor ray: auto or ray://HOST:10001 (default: a local runtime)."),
     executor_option: List[str] = typer.Option([], "--executor-option", help="Engine option KEY=VALUE: partition, time_min, cpus_per_task, gpus_per_task, mem_gb, chunk_size, device ..."),
     executor_config: Optional[Path] = typer.Option(None, help="YAML/JSON: executor: NAME, executor_options: {KEY: VALUE}."),
+    asr_pack: bool = typer.Option(False, "--asr-pack/--no-asr-pack", help="Short clips share Whisper encoder windows (faster on 2-5 s clips; bench/RESULTS.md)."),
 ) -> None:
     """Extract typed, cached cues for each clip: transcript (words, VAD, language), prosody
     (pitch, loudness, rate, pauses, voice quality) and facial AUs of the main face.
@@ -134,7 +135,7 @@ def extract_cues(
         asr=asr, asr_model=asr_model, language=language, beam_size=beam_size, prosody=prosody, au=au, detector=detector,
         fps=fps, max_side=max_side, window_s=window, hop_s=hop,
         openface_dir=str(openface_dir) if openface_dir else None,
-        audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences,
+        audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences, asr_pack_short_clips=asr_pack,
     )
     try:
         name, engine_options = _executor(executor, scheduler, address, executor_option, executor_config)

@@ -104,13 +104,17 @@ def run_chunk(out_dir: str, config, chunk: Sequence[Task], device: str = "cpu", 
 
     out = Path(out_dir)
     results = []
+    stale_of = {clip_id: stale_parts(out, clip_id, sha, config) for clip_id, _, sha, _ in chunk}
+    todo = [(c, p, s, stale_of[c]) for c, p, s, _ in chunk if stale_of[c]]
+    # --asr-pack: the chunk's short clips share Whisper windows, transcribed on a background thread
+    pre = worker_extractor(config, device, threads).pack_asr(todo) if len(todo) > 1 else {}
     for clip_id, path, sha, _ in chunk:
-        stale = stale_parts(out, clip_id, sha, config)
+        stale = stale_of[clip_id]
         if not stale:
             results.append(resumed_result(out, clip_id))
             continue
         extractor = worker_extractor(config, device, threads)
-        result = extract_one(extractor, out_dir, clip_id, path, sha, stale)
+        result = extract_one(extractor, out_dir, clip_id, path, sha, stale, pre.get(clip_id))
         result.update(worker=worker_id(), model_loads=_LOADS)
         results.append(result)
     return results

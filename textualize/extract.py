@@ -55,6 +55,7 @@ class ExtractConfig:
     audio: bool = True
     visual: bool = True
     save_sequences: bool = True
+    asr_pack_short_clips: bool = False  # short clips share Whisper encoder windows (audio_cues/asr_packing.py)
 
     def part_params(self) -> dict[str, dict[str, Any]]:
         """Parameters of each requested part: audio (transcript + prosody) and visual (face).
@@ -67,6 +68,10 @@ class ExtractConfig:
 
             parts["audio"] = {k: getattr(self, k) for k in (
                 "asr", "asr_model", "language", "beam_size", "prosody", "window_s", "hop_s", "save_sequences")}
+            if self.asr_pack_short_clips:  # only when on, so caches made without packing keep their keys
+                from textualize.audio_cues.asr_packing import PACK_VERSION
+
+                parts["audio"]["asr_pack"] = PACK_VERSION
             # a prosody backend that measures more (its ``version``) redoes the audio part only
             parts["audio"]["prosody_version"] = getattr(PROSODY_BACKENDS.get(self.prosody), "version", 1)
         if self.visual:
@@ -131,11 +136,27 @@ class CueExtractor:
             finally:
                 future.result()
 
+    def pack_asr(self, group: list[tuple]) -> dict[str, Any]:
+        """Start loading + packed ASR of a group's clips on a background thread: clip id ->
+        future of ``(audio, transcript)`` for ``extract(..., pre=...)``."""
+        from textualize.audio_cues.asr_packing import transcribe_in_background
+        from textualize.media import load_audio
+
+        if not (self.config.audio and self.config.asr_pack_short_clips and hasattr(self.asr, "transcribe_many")):
+            return {}
+        if getattr(self, "_asr_pool", None) is None:
+            self._asr_pool = ThreadPoolExecutor(1, thread_name_prefix="packed-asr")
+        loaders = {c: (lambda p=p: load_audio(p, 16_000)) for c, p, _, parts in group
+                   if "audio" in parts and Path(p).suffix.lower() not in TABLE_SUFFIXES}
+        return transcribe_in_background(self.asr, loaders, self._asr_pool)
+
     def extract(
-        self, path: str | Path, clip_id: str, content_sha256: str | None = None, parts: set[str] | None = None
+        self, path: str | Path, clip_id: str, content_sha256: str | None = None, parts: set[str] | None = None,
+        pre: Any = None,
     ) -> tuple[ClipCues, dict[str, np.ndarray]]:
         """Cues of one clip; ``parts`` (subset of {"audio", "visual"}) limits the work to the parts
-        that are stale in the cache (default: every part the config requests)."""
+        that are stale in the cache (default: every part the config requests); ``pre``: a future
+        of this clip's ``(audio, transcript)`` from ``pack_asr``."""
         from textualize.cues import MediaInfo
         from textualize.media import load_audio, probe
 
@@ -157,11 +178,11 @@ class CueExtractor:
                 transcript = MissingCue("no_audio_track", f"{path.name} has no audio stream")
                 prosody = MissingCue("no_audio_track", f"{path.name} has no audio stream")
             else:
-                audio = load_audio(path, 16_000)
+                audio, packed = pre.result() if pre is not None else (load_audio(path, 16_000), None)
                 if audio.size == 0:
                     transcript = prosody = MissingCue("no_speech", "the audio track decoded to 0 samples")
                 else:
-                    transcript = self._transcribe_priming_prosody(audio)
+                    transcript = packed if pre is not None else self._transcribe_priming_prosody(audio)
                     words = None if isinstance(transcript, MissingCue) else transcript.words
                     if no_voice_activity(transcript):
                         # music, laughter or noise only: its pitch and loudness are not a voice
@@ -289,12 +310,16 @@ def merge_with_cached(out_dir: Path, cues: ClipCues, sequences: dict[str, np.nda
 
 # ---------------------------------------------------------------- one clip (in a worker)
 
+ASR_PACK_GROUP = 24  # clips per task with --asr-pack: their ASR shares Whisper windows
 
-def extract_one(extractor: CueExtractor, out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | None = None) -> dict:
-    """Extract one clip with a loaded extractor and store it; a result record, never an exception."""
+
+def extract_one(extractor: CueExtractor, out_dir: str, clip_id: str, path: str, sha: str, parts: set[str] | None = None,
+                pre: Any = None) -> dict:
+    """Extract one clip with a loaded extractor and store it; a result record, never an exception.
+    ``pre``: this clip's packed-ASR future from ``CueExtractor.pack_asr`` (``--asr-pack``)."""
     t0 = time.perf_counter()
     try:
-        cues, sequences = extractor.extract(path, clip_id, content_sha256=sha, parts=parts)
+        cues, sequences = extractor.extract(path, clip_id, content_sha256=sha, parts=parts, pre=pre)
         cues, sequences = merge_with_cached(Path(out_dir), cues, sequences)
         save_clip(Path(out_dir), cues, sequences)
         missing = [m for m in ("transcript", "prosody", "face") if isinstance(getattr(cues, m), MissingCue)
@@ -434,6 +459,8 @@ def run_extraction(
             engine_info = engine.describe()
             task = bar.add_task(engine.name if engine.name != "local" else "", total=len(todo))
             size = max(1, engine.chunk_size)
+            if config.audio and config.asr_pack_short_clips:
+                size = max(size, ASR_PACK_GROUP)  # a pack needs several clips in one task
             chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
 
             def on_results(results: list[dict]) -> None:

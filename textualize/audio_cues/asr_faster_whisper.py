@@ -183,6 +183,13 @@ class FasterWhisperASR:
         }
         return Provenance(backend=self.name, model=self.model_name, version=self.version, params=params)
 
+    def transcribe_many(self, audios: list[np.ndarray], sample_rate: int = SAMPLE_RATE, **pack_options) -> list:
+        """Many clips, the short ones packed into shared Whisper encoder windows
+        (``textualize.audio_cues.asr_packing``): one result per clip, or that clip's exception."""
+        from textualize.audio_cues.asr_packing import PackedTranscriber
+
+        return PackedTranscriber(self, **pack_options).transcribe_many(audios, sample_rate)
+
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript | MissingCue:
         gated = speech_or_missing(audio, sample_rate, self._vad_options)
         if isinstance(gated, MissingCue):
