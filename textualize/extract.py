@@ -92,6 +92,19 @@ def stale_parts(out_dir: Path, clip_id: str, content_sha256: str, config: Extrac
     return {part for part, key in part_keys(content_sha256, config).items() if have.get(part) != key}
 
 
+def check_backends(config: ExtractConfig) -> None:
+    """Unknown backend names fail in the driver, before any worker starts (an error raised while
+    a remote worker builds its extractor would otherwise look like a lost worker)."""
+    from textualize.registry import ASR_BACKENDS, AU_BACKENDS, FACE_DETECTORS, PROSODY_BACKENDS
+
+    if config.audio:
+        ASR_BACKENDS.get(config.asr)
+        PROSODY_BACKENDS.get(config.prosody)
+    if config.visual:
+        AU_BACKENDS.get(config.au)
+        FACE_DETECTORS.get(config.detector)
+
+
 class CueExtractor:
     """Loads the chosen backends once and extracts the cues of one clip at a time."""
 
@@ -452,6 +465,8 @@ def run_extraction(
 
     if todo:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        check_backends(config)
 
         columns = (TextColumn("[bold]cues"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
         with engine, Progress(*columns, disable=not progress, transient=False) as bar:
