@@ -52,14 +52,18 @@ def functionals(dataset: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def speaker_z(feats: dict[str, np.ndarray], table: list[dict]) -> dict[str, np.ndarray]:
-    """Each sample's functionals z-scored with its speaker's own mean and SD (no labels; NaNs kept)."""
+    """Each sample's functionals z-scored with its speaker's own mean and SD (no labels; NaNs kept);
+    samples without a speaker or whose speaker has one clip use the training split's statistics
+    (as ``build-streams`` does)."""
     by_speaker: dict[str, list[str]] = {}
     for r in table:
-        by_speaker.setdefault(r["speaker"] or r["id"], []).append(r["id"])
+        by_speaker.setdefault(r["speaker"] or "\0" + r["id"], []).append(r["id"])
+    train = np.stack([feats[r["id"]] for r in table if r["split"] == "train"])
     out = {}
     for ids in by_speaker.values():
         x = np.stack([feats[i] for i in ids])
-        mu, sd = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+        ref = x if len(ids) > 1 else train
+        mu, sd = np.nanmean(ref, axis=0), np.nanstd(ref, axis=0)
         z = (x - mu) / np.where(sd > 0, sd, 1.0)
         out.update(zip(ids, z))
     return out
