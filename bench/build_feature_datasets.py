@@ -2,6 +2,7 @@
 
     python bench/build_feature_datasets.py emodb  --out runs/data/emodb        # 278 EmoDB wavs, voice
     python bench/build_feature_datasets.py news   --out runs/data/news         # 20 py-feat per-frame AU tables
+    python bench/build_feature_datasets.py emodb  --out runs/data/emodb_v2 --template speech_cues_v2 --cues-dir runs/data/emodb/cues
 
 EmoDB: label = 6th character of the file name; speakers 03 08 09 10 train, 11 validation, 12 test.
 News: good (gn, 001-010) vs bad news (ists, 011-020), one anchor; the split column is a placeholder
@@ -51,6 +52,8 @@ def main() -> None:
     p.add_argument("corpus", choices=["emodb", "news"])
     p.add_argument("--out", required=True)
     p.add_argument("--shared", default=str(REPO.parent / "shared"))
+    p.add_argument("--template", default="paper_v1", help="prompt template id (the text model's prompts)")
+    p.add_argument("--cues-dir", default=None, help="cue cache folder (default OUT/cues); share it between builds")
     a = p.parse_args()
     out = Path(a.out)
     data = Path(a.shared) / "data"
@@ -59,10 +62,11 @@ def main() -> None:
         csv = out.parent / f"{out.name}.csv"
         emodb_manifest(data / "emodb", csv)
         cfg = BuildConfig(dataset="manifest", root=str(csv), out=str(out), modalities=("voice",),
-                          adapter_options={"classes": ",".join(sorted(EMODB_LABELS.values()))})
+                          template=a.template, cues_dir=a.cues_dir, adapter_options={"classes": ",".join(sorted(EMODB_LABELS.values()))})
     else:
         csv = news_table(data / "pyfeat_news_sample", out.parent / f"{out.name}_tables")
-        cfg = BuildConfig(dataset="cue-table", root=str(csv), out=str(out), modalities=("face",), tokenizer=None)
+        cfg = BuildConfig(dataset="cue-table", root=str(csv), out=str(out), modalities=("face",), tokenizer=None,
+                          template=a.template, cues_dir=a.cues_dir)
     build_dataset(cfg)
 
 
