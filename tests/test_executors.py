@@ -236,3 +236,15 @@ def test_build_dataset_threads_the_executor_from_flags_and_config(tmp_path, monk
     assert seen["workers"] == 4 and seen["clips"] == 2
     bad = CliRunner().invoke(_app(), [*args, "--executor-option", "partition=gpu"])
     assert bad.exit_code == 2 and "unknown option(s) for --executor dask: partition" in bad.output
+
+
+@pytest.mark.skipif(not _installed("dask"), reason="dask not installed")
+def test_unknown_backend_on_a_worker_is_a_clear_error_not_a_retry(tmp_path, tables, request):
+    """A backend a worker cannot load fails the run with its message (every worker would fail
+    the same way), instead of being retried and recorded as lost workers."""
+    from textualize.registry import UnknownBackendError
+
+    options = engine_options("dask", request)
+    with pytest.raises(UnknownBackendError, match="unknown AU backend 'nope'"):
+        run_extraction(tables[:2], tmp_path, ExtractConfig(audio=False, au="nope"), progress=False,
+                       executor="dask", executor_options=options)
