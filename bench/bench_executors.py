@@ -37,6 +37,8 @@ def timed_run(items, out: Path, config, engine: str, workers: int) -> dict:
     wall = time.perf_counter() - t0
     stamps = sorted(s - t0 for s in stamps)
     k = min(workers, len(stamps) - 1)  # steady state: after every worker has delivered once
+    if engine == "slurm":  # an array task returns its whole chunk at once: no steady rate to see
+        k = len(stamps)
     steady = (len(stamps) - 1 - k) / (stamps[-1] - stamps[k]) if len(stamps) - 1 > k and stamps[-1] > stamps[k] else float("nan")
     return {"engine": engine, "workers": workers, "clips": len(items), "done": summary.done, "failed": summary.failed,
             "wall_s": round(wall, 2), "first_result_s": round(stamps[0], 2) if stamps else None,

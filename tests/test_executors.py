@@ -57,7 +57,10 @@ def ray_runtime():
 
     for attempt in range(2):
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            # this folder on the workers' path: Ray imports a task's module by name (die_once)
+            path = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p)
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
             break
         except Exception as e:  # Ray's node start-up limit is a fixed 30 s, short on a loaded machine
             ray.shutdown()
@@ -147,7 +150,7 @@ def test_dead_worker_loses_nothing_and_redoes_nothing(tmp_path, tables, referenc
     results = []
     out = tmp_path / "cues"
     summary = run_extraction(tables, out, TABLES, progress=False, on_result=results.append, executor=engine)
-    assert os.path.exists(marker)  # a worker did die
+    assert os.path.exists(marker), [f["reason"] for f in summary.failures[:1]]  # a worker did die
     assert (summary.done, summary.failed) == (len(tables), 0), summary.failures
     assert sorted(r["clip_id"] for r in results) == sorted(c for c, _ in tables)  # none lost, none twice
     # the clip stored before the death is reported from disk, not extracted again (a broken local
@@ -233,3 +236,15 @@ def test_build_dataset_threads_the_executor_from_flags_and_config(tmp_path, monk
     assert seen["workers"] == 4 and seen["clips"] == 2
     bad = CliRunner().invoke(_app(), [*args, "--executor-option", "partition=gpu"])
     assert bad.exit_code == 2 and "unknown option(s) for --executor dask: partition" in bad.output
+
+
+@pytest.mark.skipif(not _installed("dask"), reason="dask not installed")
+def test_unknown_backend_on_a_worker_is_a_clear_error_not_a_retry(tmp_path, tables, request):
+    """A backend a worker cannot load fails the run with its message (every worker would fail
+    the same way), instead of being retried and recorded as lost workers."""
+    from textualize.registry import UnknownBackendError
+
+    options = engine_options("dask", request)
+    with pytest.raises(UnknownBackendError, match="unknown AU backend 'nope'"):
+        run_extraction(tables[:2], tmp_path, ExtractConfig(audio=False, au="nope"), progress=False,
+                       executor="dask", executor_options=options)

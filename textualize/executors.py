@@ -496,6 +496,10 @@ def run_chunks(engine: Engine, fn: Callable, chunks: list[list[Task]], args: Cal
     """Submit every chunk, hand each finished chunk's results to ``on_results``; a chunk whose
     worker died (the future raises) is resubmitted up to ``engine.max_retries`` times, then its
     clips are recorded as failures (``lost``), never dropped."""
+    from textualize.models import ModelUnavailableError
+    from textualize.registry import UnknownBackendError
+
+    fatal = (ModelUnavailableError, UnknownBackendError)  # the same on every worker: say so, do not retry
     attempts = {i: 0 for i in range(len(chunks))}
     pending = dict(zip(engine.submit_many(fn, [args(c) for c in chunks]), range(len(chunks))))
     while pending:
@@ -504,6 +508,8 @@ def run_chunks(engine: Engine, fn: Callable, chunks: list[list[Task]], args: Cal
             i = pending.pop(fut)
             try:
                 results = fut.result()
+            except fatal:
+                raise
             except Exception as e:  # the worker was lost: killed, pre-empted, out of memory, node down
                 engine.recover(e)
                 if attempts[i] < engine.max_retries:
