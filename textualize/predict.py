@@ -638,6 +638,95 @@ class FeaturePredictor:
         return result
 
 
+class EMENetPredictor:
+    """A ``--model emenet`` run: its own face crops and log-mel patches of the new input (the same
+    ``MediaCache`` and crop settings as training, cached by content hash), overlapping windows,
+    per-frame logits averaged over the windows and aggregated per input as in training."""
+
+    approach = "feature"
+
+    def __init__(self, run_dir: Path, info: dict, dataset: str | Path | None = None, device: str | None = None):
+        import torch
+        from safetensors.torch import load_file
+
+        from baselines.feature_fusion.emenet_data import CropConfig, MediaCache
+        from baselines.feature_fusion.models.emenet import EMENet, EMENetConfig
+        from textualize.demo import cache_root
+
+        self.run_dir, self.info = Path(run_dir), info
+        self.ctx = dataset_context(resolve_dataset(self.run_dir, info, dataset))
+        self.classes = list(info["classes"])
+        cfg_path = self.run_dir / "config.yaml"
+        cfg = _read_yaml(cfg_path) if cfg_path.exists() else dict(info.get("config") or {})
+        self.aggregate = (cfg.get("feature") or {}).get("aggregate") or "mean_probs"
+        self.config = EMENetConfig.from_args(SimpleNamespace(**(cfg.get("model") or {})))
+        heads = ((info.get("model_info") or {}).get("heads") or {})
+        self.au_names, self.use_va = list(heads.get("au") or []), bool(heads.get("valence_arousal"))
+        self.crop = CropConfig(fps=float(self.config.fps), margin=float(self.config.crop_margin))
+        self.cache = MediaCache(self.config.cache_dir or cache_root() / "emenet", self.crop, device=self.config.device)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.speaker_norm, self.temperature = False, info.get("temperature")
+        self.model = EMENet(len(self.classes), self.au_names, self.use_va, self.config)
+        self.weights = FeaturePredictor._weights_file(self)
+        result = self.model.load_state_dict(load_file(str(self.weights)), strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise PredictError(f"{self.weights}: weights do not fit the emenet model "
+                               f"(missing {result.missing_keys[:2]}, unexpected {result.unexpected_keys[:2]})")
+        self.model.to(self.device).eval()
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name") or self.run_dir.name
+
+    def sample_for(self, clip, inp: Input, cue_dir: Path):
+        from baselines.feature_fusion.emenet_data import EMENetDataError, sample_frames
+
+        try:
+            media = self.cache.get(inp.path)
+            row = {"id": inp.id, "label": self.classes[0], "start_s": inp.start_s, "end_s": inp.end_s}  # label unused
+            sf = sample_frames(row, media, self.cache.entry_dir(inp.path), self.classes, None)
+        except EMENetDataError as e:
+            raise PredictError(str(e)) from None
+        return sf, np.asarray(media.times_s)[sf.frames].astype(np.float64)
+
+    def predict_samples(self, samples) -> list[dict[str, Any]]:
+        import torch
+        from scipy.special import softmax
+
+        from baselines.feature_fusion.emenet_data import EMENetWindows, collate
+        from baselines.feature_fusion.models.emenet import aggregate_windows
+
+        view = EMENetWindows(samples, self.crop, self.config.window, self.config.hop, False, self.au_names, self.use_va,
+                             self.config.eval_hop).for_prediction()
+        names = ["logits"] + (["au_logits"] if self.au_names else []) + (["va"] if self.use_va else [])
+        outs: dict[str, list] = {n: [] for n in names}
+        keys = ("faces", "face_mask", "mels", "audio_mask", "frame_mask")
+        with torch.inference_mode():
+            for i in range(0, len(view), 8):
+                batch = collate([view[j] for j in range(i, min(i + 8, len(view)))])
+                out = self.model(**{k: batch[k].to(self.device) for k in keys})
+                for n in names:
+                    outs[n].append(out[n].float().cpu().numpy())
+        preds = [np.concatenate(outs[n]) for n in names]
+        agg = aggregate_windows(view, preds, self.aggregate)
+        logits = preds[0]
+        result = []
+        for k, smp in enumerate(view.samples):  # per-frame logits: the mean over the windows covering the frame
+            sums, counts = np.zeros((len(smp.frames), logits.shape[-1])), np.zeros(len(smp.frames))
+            for w, (kk, a) in enumerate(view.index):
+                if kk == k:
+                    n = min(view.window, len(smp.frames) - a)
+                    sums[a:a + n] += logits[w, :n]
+                    counts[a:a + n] += 1
+            present = smp.face_mask | smp.has_audio
+            row = {"probs": np.asarray(agg["probs"][k], np.float64), "logits": np.asarray(agg["logits"][k], np.float64),
+                   "frame_probs": softmax(sums / np.maximum(counts, 1)[:, None], axis=1), "frame_present": present}
+            if not present.any():
+                row["no_stream_data"] = True
+            result.append(row)
+        return result
+
+
 def _finite(x) -> float | None:
     try:
         x = float(x)
@@ -653,6 +742,8 @@ def load_predictor(run_dir: str | Path, dataset: str | Path | None = None, devic
     approach = info.get("approach")
     if approach == "text":
         return TextPredictor(run_dir, info, dataset, device)
+    if approach == "feature" and info.get("model") == "emenet":
+        return EMENetPredictor(run_dir, info, dataset, device)
     if approach == "feature":
         return FeaturePredictor(run_dir, info, dataset, device)
     raise PredictError(f"{run_dir}: approach {approach!r} cannot predict on new media (text and feature runs can; "
