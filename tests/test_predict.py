@@ -198,8 +198,7 @@ def test_tiny_random_emenet_run_reproduces_its_test_predictions(runs, crema_d, t
     train_feature(["--dataset", str(runs["dataset"]), "--model", "emenet", "--output_dir", str(run),
                    "--emenet_cache_dir", str(tmp_path / "crops"), "--emenet_fps", "2", "--emenet_width", "0.25",
                    "--emenet_embedding", "32", "--emenet_hidden", "16", "--emenet_audio_embedding", "16", "--emenet_window", "4",
-                   "--emenet_hop", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--save_strategy", "no",
-                   "--load_best_model_at_end", "false", "--report_to", "none"])
+                   "--emenet_hop", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--report_to", "none"])
     pred = load_predictor(run)
     res = predict_paths(_test_clips(crema_d), [pred], PredictConfig(progress=False))
     assert not res["failures"], res["failures"]

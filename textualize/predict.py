@@ -1,6 +1,7 @@
 """Use trained runs on new media: images, clips or folders -> cues -> prompts / streams -> predictions.
 
-A run folder (``llm/finetune.py`` text runs, ``baselines/feature_fusion/train.py`` feature runs)
+A run folder (``llm/finetune.py`` text runs, ``baselines/feature_fusion/train.py`` feature runs:
+the stream models, and EMENet, which makes its own face crops and spectrograms)
 says which dataset it was trained on (``run.json``); that dataset's manifest holds everything
 needed to treat a new input exactly as training did: the cue extraction settings, the template,
 modalities, converter settings and the training split's normalisation statistics (text), the

@@ -112,7 +112,7 @@ def plot_prediction(result: dict[str, Any], out_path: str | Path) -> Path:
         values += [row["spread"]["std"], row["spread"]["epistemic"]]
     ax.bar(range(len(values)), values, color="tab:orange")
     ax.set_xticks(range(len(values)), names, rotation=20, fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.12)  # room for the value above a bar at 1
     ax.set_title("uncertainty (0 = certain)", fontsize=10)
     for k, v in enumerate(values):
         ax.text(k, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
