@@ -48,7 +48,7 @@ def window_spans(duration_s: float, window_s: float, hop_s: float) -> list[tuple
 
 
 def window_predictions(video: Path, predictors: Sequence[Any], window_s: float, hop_s: float, workers: int = 1,
-                       progress: bool = True) -> tuple[list[dict], Any]:
+                       progress: bool = True, cues_dir: str | Path | None = None) -> tuple[list[dict], Any]:
     """Cues of the whole video, then one prediction per window: [{start_s, end_s, prediction, p, entropy, spread}]."""
     from textualize.extract import load_clip
     from textualize.predict import Input, PredictError, cue_dir_for, extract_cues, make_inputs, predict_batch
@@ -56,7 +56,7 @@ def window_predictions(video: Path, predictors: Sequence[Any], window_s: float, 
     inp = make_inputs([video])[0]
     cue_dirs = []
     for p in predictors:
-        cd = cue_dir_for(p.ctx)
+        cd = cue_dir_for(p.ctx, cues_dir)
         failed = extract_cues([inp], cd, p.ctx.extract, workers, progress)
         if failed:
             raise PredictError(f"{video}: cues could not be extracted: {failed[inp.id]}")
@@ -193,14 +193,14 @@ def render(video: Path, out: Path, windows: list[dict], clip, progress: bool = T
 
 
 def annotate_video(video: str | Path, predictors: Sequence[Any], out: str | Path, window_s: float = 2.0, hop_s: float = 0.5,
-                   workers: int = 1, progress: bool = True) -> dict[str, Any]:
+                   workers: int = 1, progress: bool = True, cues_dir: str | Path | None = None) -> dict[str, Any]:
     """Predict sliding windows of ``video`` and write the annotated copy to ``out``."""
     from textualize.manifest import atomic_write_json
 
     video, out = Path(video), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    windows, clip = window_predictions(video, predictors, window_s, hop_s, workers, progress)
+    windows, clip = window_predictions(video, predictors, window_s, hop_s, workers, progress, cues_dir)
     t1 = time.perf_counter()
     info = render(video, out, windows, clip, progress)
     summary = {"video": str(video), "out": str(out), "windows": windows, "window_s": window_s, "hop_s": hop_s,

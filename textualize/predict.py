@@ -1,6 +1,7 @@
 """Use trained runs on new media: images, clips or folders -> cues -> prompts / streams -> predictions.
 
-A run folder (``llm/finetune.py`` text runs, ``baselines/feature_fusion/train.py`` feature runs)
+A run folder (``llm/finetune.py`` text runs, ``baselines/feature_fusion/train.py`` feature runs:
+the stream models, and EMENet, which makes its own face crops and spectrograms)
 says which dataset it was trained on (``run.json``); that dataset's manifest holds everything
 needed to treat a new input exactly as training did: the cue extraction settings, the template,
 modalities, converter settings and the training split's normalisation statistics (text), the
@@ -20,6 +21,7 @@ which (``normalisation``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -142,6 +144,10 @@ class Input:
     label: str = ""
     start_s: float | None = None  # a window of the medium (annotate's sliding windows)
     end_s: float | None = None
+    face_index: int | None = None  # --faces each: which detected face of the image (0 = leftmost)
+    face_cues: Any = None  # that face's FacialCues (replaces the clip's main-face cues)
+    faces_in_image: int | None = None
+    input_id: str | None = None  # the image's id when this is one of its faces
 
 
 def make_inputs(paths: Iterable[str | Path], speaker: str | None = None, labels: dict[str, str] | None = None) -> list[Input]:
@@ -213,6 +219,79 @@ def face_summary(clip) -> dict[str, Any]:
     return out
 
 
+class _OneFace:
+    """A detector that returns one given box: the cue pipeline then tracks and analyses that face."""
+
+    name = "given-box"
+
+    def __init__(self, box, params: dict):
+        self.box, self.params = box, {**params, "face": "one of several (--faces each)"}
+
+    def detect(self, rgb):
+        return [self.box]
+
+
+class FaceSplitter:
+    """Every face of an image, each with its own facial cues (``--faces each``): the dataset's
+    detector finds the boxes on the frame the cue stage analyses (same ``max_side``), then the
+    cue pipeline runs once per box with a detector that returns only that box, so each face gets
+    exactly the AU analysis the main face gets. The backends are loaded once, on first use."""
+
+    def __init__(self, extract):
+        self.extract = extract
+        self._au = self._det = None
+
+    def _backends(self):
+        if self._au is None:
+            from textualize.registry import AU_BACKENDS, FACE_DETECTORS
+
+            self._au = AU_BACKENDS.get(self.extract.au)(model_dir=self.extract.openface_dir, device="cpu")
+            if getattr(self._au, "kind", "frames") != "frames":
+                raise PredictError(f"--faces each needs a frame AU backend; the dataset's is {self.extract.au!r} (a table)")
+            self._det = FACE_DETECTORS.get(self.extract.detector)(device="cpu")
+        return self._au, self._det
+
+    def faces(self, path: Path) -> list[Any]:
+        """FacialCues (or MissingCue) per detected face, left to right; [] with no face."""
+        from textualize.media import iter_frames
+        from textualize.visual_cues.pipeline import extract_facial_cues
+
+        au, det = self._backends()
+        frames = iter_frames(path, fps=self.extract.fps, max_side=self.extract.max_side)
+        try:
+            frame = next(frames, None)
+        finally:
+            frames.close()
+        if frame is None:
+            return []
+        boxes = det.detect_batch([frame.rgb])[0] if hasattr(det, "detect_batch") else det.detect(frame.rgb)
+        params = getattr(det, "params", {"detector": self.extract.detector}) or {}
+        return [extract_facial_cues(path, au, _OneFace(b, params), fps=self.extract.fps, max_side=self.extract.max_side)
+                for b in sorted(boxes, key=lambda b: (b.x1 + b.x2) / 2)]
+
+
+def split_faces(inputs: Sequence[Input], cue_dir: Path, extract, splitter: FaceSplitter | None = None) -> list[Input]:
+    """``--faces each``: an image in which the cue stage saw several faces becomes one input per
+    face (``ID#face1``… left to right); other inputs are kept as they are."""
+    from textualize.cues import MissingCue
+    from textualize.extract import load_clip
+    from textualize.media import IMAGE_SUFFIXES
+
+    out: list[Input] = []
+    splitter = splitter or FaceSplitter(extract)
+    for inp in inputs:
+        clip = load_clip(cue_dir, inp.clip_id) if inp.path.suffix.lower() in IMAGE_SUFFIXES else None
+        face = None if clip is None else clip.face
+        if clip is None or isinstance(face, MissingCue) or max(face.faces_per_frame or [0]) < 2:
+            out.append(inp)
+            continue
+        per_face = splitter.faces(inp.path)
+        for k, cues in enumerate(per_face):
+            out.append(Input(f"{inp.id}#face{k + 1}", inp.path, inp.clip_id, inp.speaker, inp.label, face_index=k,
+                             face_cues=cues, faces_in_image=len(per_face), input_id=inp.id))
+    return out
+
+
 # ---------------------------------------------------------------- text runs
 
 
@@ -242,6 +321,9 @@ class TextPredictor:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._tmp = tempfile.mkdtemp(prefix="textualize-predict-")
         self.weights = self._weights_file()
+        self._parts = self._trainer = None  # built on the first batch, then reused
+        self._calls = 0
+        self.model_loads = 0
 
     def _weights_file(self) -> Path | None:
         if self.info.get("zero_shot") or self.script.method == "zero-shot":
@@ -278,21 +360,54 @@ class TextPredictor:
                 for k, p in enumerate(prompts)]
 
     def predict_prompts(self, prompts: Sequence[dict]) -> np.ndarray:
-        """Class probabilities ``(n, classes)`` through the family's own prepare/predict path."""
+        """Class probabilities ``(n, classes)`` through the family's own prepare/predict path.
+
+        The model is built and its weights loaded on the first call only (``prepare`` with that
+        batch); later batches are tokenized as ``prepare`` tokenizes a split and scored by the same
+        model and Trainer, so a long-lived predictor (annotate, one clip at a time) loads once."""
         import datasets
-        from transformers import Trainer, TrainingArguments
 
-        from llm.finetune import prepare
+        rows = datasets.Dataset.from_list(self._rows(prompts))
+        if self._parts is None:
+            from transformers import Trainer, TrainingArguments
 
-        rows = self._rows(prompts)
-        dd = datasets.DatasetDict({"predict": datasets.Dataset.from_list(rows)})
-        targs = TrainingArguments(output_dir=self._tmp, per_device_eval_batch_size=16, report_to=[],
-                                  use_cpu=self.device == "cpu", dataloader_pin_memory=False, disable_tqdm=True)
-        parts = prepare(self.family, self.script, self.model_args, targs, dd, self.classes)
-        self._load_weights(parts.model)
-        parts.model.eval()
-        trainer = Trainer(model=parts.model, args=targs, data_collator=parts.collator)
-        return np.asarray(parts.predict(trainer, "predict"), dtype=np.float64)
+            from llm.finetune import prepare
+
+            targs = TrainingArguments(output_dir=self._tmp, per_device_eval_batch_size=16, report_to=[],
+                                      use_cpu=self.device == "cpu", dataloader_pin_memory=False, disable_tqdm=True)
+            parts = prepare(self.family, self.script, self.model_args, targs, datasets.DatasetDict({"predict": rows}), self.classes)
+            self._load_weights(parts.model)
+            parts.model.eval()
+            self._parts = parts
+            self._trainer = Trainer(model=parts.model, args=targs, data_collator=parts.collator)
+            self.model_loads += 1
+            return np.asarray(parts.predict(self._trainer, "predict"), dtype=np.float64)
+        self._calls += 1
+        split = f"predict_{self._calls}"  # not length-sorted by prepare: predict returns row order
+        self._parts.datasets[split] = self._tokenize(rows)
+        try:
+            return np.asarray(self._parts.predict(self._trainer, split), dtype=np.float64)
+        finally:
+            del self._parts.datasets[split]
+
+    def _tokenize(self, rows):
+        """One more split tokenized exactly as the family's ``prepare`` tokenizes its splits."""
+        tok = self._parts.tokenizer
+        if self.family == "encoder":
+            from llm.encoder import tokenize_split
+
+            return tokenize_split(rows, tok, self.script)
+        import datasets
+
+        from llm.decoder import CLASS_LABELS, _classification_split, class_indices, tokenize_prompts
+
+        d = self._parts.describe
+        golds = class_indices(rows, self.classes, "predict")
+        if d["head"] == "classification":
+            enc, _ = _classification_split(tok, rows, d["text_field"], int(d["max_length"]))
+            return datasets.Dataset.from_dict({**enc, "labels": golds})
+        enc, _ = tokenize_prompts(tok, rows, d["text_field"], int(d["max_length"]) - max(d["answer_tokens"].values()))
+        return datasets.Dataset.from_dict({**enc, CLASS_LABELS: golds})
 
     def _load_weights(self, model) -> None:
         if self.weights is None:
@@ -524,6 +639,95 @@ class FeaturePredictor:
         return result
 
 
+class EMENetPredictor:
+    """A ``--model emenet`` run: its own face crops and log-mel patches of the new input (the same
+    ``MediaCache`` and crop settings as training, cached by content hash), overlapping windows,
+    per-frame logits averaged over the windows and aggregated per input as in training."""
+
+    approach = "feature"
+
+    def __init__(self, run_dir: Path, info: dict, dataset: str | Path | None = None, device: str | None = None):
+        import torch
+        from safetensors.torch import load_file
+
+        from baselines.feature_fusion.emenet_data import CropConfig, MediaCache
+        from baselines.feature_fusion.models.emenet import EMENet, EMENetConfig
+        from textualize.demo import cache_root
+
+        self.run_dir, self.info = Path(run_dir), info
+        self.ctx = dataset_context(resolve_dataset(self.run_dir, info, dataset))
+        self.classes = list(info["classes"])
+        cfg_path = self.run_dir / "config.yaml"
+        cfg = _read_yaml(cfg_path) if cfg_path.exists() else dict(info.get("config") or {})
+        self.aggregate = (cfg.get("feature") or {}).get("aggregate") or "mean_probs"
+        self.config = EMENetConfig.from_args(SimpleNamespace(**(cfg.get("model") or {})))
+        heads = ((info.get("model_info") or {}).get("heads") or {})
+        self.au_names, self.use_va = list(heads.get("au") or []), bool(heads.get("valence_arousal"))
+        self.crop = CropConfig(fps=float(self.config.fps), margin=float(self.config.crop_margin))
+        self.cache = MediaCache(self.config.cache_dir or cache_root() / "emenet", self.crop, device=self.config.device)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.speaker_norm, self.temperature = False, info.get("temperature")
+        self.model = EMENet(len(self.classes), self.au_names, self.use_va, self.config)
+        self.weights = FeaturePredictor._weights_file(self)
+        result = self.model.load_state_dict(load_file(str(self.weights)), strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise PredictError(f"{self.weights}: weights do not fit the emenet model "
+                               f"(missing {result.missing_keys[:2]}, unexpected {result.unexpected_keys[:2]})")
+        self.model.to(self.device).eval()
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name") or self.run_dir.name
+
+    def sample_for(self, clip, inp: Input, cue_dir: Path):
+        from baselines.feature_fusion.emenet_data import EMENetDataError, sample_frames
+
+        try:
+            media = self.cache.get(inp.path)
+            row = {"id": inp.id, "label": self.classes[0], "start_s": inp.start_s, "end_s": inp.end_s}  # label unused
+            sf = sample_frames(row, media, self.cache.entry_dir(inp.path), self.classes, None)
+        except EMENetDataError as e:
+            raise PredictError(str(e)) from None
+        return sf, np.asarray(media.times_s)[sf.frames].astype(np.float64)
+
+    def predict_samples(self, samples) -> list[dict[str, Any]]:
+        import torch
+        from scipy.special import softmax
+
+        from baselines.feature_fusion.emenet_data import EMENetWindows, collate
+        from baselines.feature_fusion.models.emenet import aggregate_windows
+
+        view = EMENetWindows(samples, self.crop, self.config.window, self.config.hop, False, self.au_names, self.use_va,
+                             self.config.eval_hop).for_prediction()
+        names = ["logits"] + (["au_logits"] if self.au_names else []) + (["va"] if self.use_va else [])
+        outs: dict[str, list] = {n: [] for n in names}
+        keys = ("faces", "face_mask", "mels", "audio_mask", "frame_mask")
+        with torch.inference_mode():
+            for i in range(0, len(view), 8):
+                batch = collate([view[j] for j in range(i, min(i + 8, len(view)))])
+                out = self.model(**{k: batch[k].to(self.device) for k in keys})
+                for n in names:
+                    outs[n].append(out[n].float().cpu().numpy())
+        preds = [np.concatenate(outs[n]) for n in names]
+        agg = aggregate_windows(view, preds, self.aggregate)
+        logits = preds[0]
+        result = []
+        for k, smp in enumerate(view.samples):  # per-frame logits: the mean over the windows covering the frame
+            sums, counts = np.zeros((len(smp.frames), logits.shape[-1])), np.zeros(len(smp.frames))
+            for w, (kk, a) in enumerate(view.index):
+                if kk == k:
+                    n = min(view.window, len(smp.frames) - a)
+                    sums[a:a + n] += logits[w, :n]
+                    counts[a:a + n] += 1
+            present = smp.face_mask | smp.has_audio
+            row = {"probs": np.asarray(agg["probs"][k], np.float64), "logits": np.asarray(agg["logits"][k], np.float64),
+                   "frame_probs": softmax(sums / np.maximum(counts, 1)[:, None], axis=1), "frame_present": present}
+            if not present.any():
+                row["no_stream_data"] = True
+            result.append(row)
+        return result
+
+
 def _finite(x) -> float | None:
     try:
         x = float(x)
@@ -539,6 +743,8 @@ def load_predictor(run_dir: str | Path, dataset: str | Path | None = None, devic
     approach = info.get("approach")
     if approach == "text":
         return TextPredictor(run_dir, info, dataset, device)
+    if approach == "feature" and info.get("model") == "emenet":
+        return EMENetPredictor(run_dir, info, dataset, device)
     if approach == "feature":
         return FeaturePredictor(run_dir, info, dataset, device)
     raise PredictError(f"{run_dir}: approach {approach!r} cannot predict on new media (text and feature runs can; "
@@ -564,6 +770,8 @@ def predict_batch(predictors: Sequence[Any], inputs: Sequence[Input], cue_dirs: 
                 continue
             try:
                 clip = load_clip(cue_dir, inp.clip_id)
+                if inp.face_cues is not None:  # one face of several (--faces each)
+                    clip = dataclasses.replace(clip, face=inp.face_cues)
                 clips[k] = clips[k] or clip
                 ok.append((k, clip))
             except Exception as e:
@@ -629,6 +837,15 @@ def combine(classes: Sequence[str], inp: Input, clip, details: list[dict]) -> di
     elif "entropy_calibrated" in details[0]:
         row["entropy_calibrated"] = round(details[0]["entropy_calibrated"], 6)
     row.update({k: v for k, v in face_summary(clip).items() if k != "face_box"})
+    if inp.face_index is not None:
+        row.update(input_id=inp.input_id, face_index=inp.face_index + 1, faces_in_image=inp.faces_in_image)
+        box = face_summary(clip).get("face_box")
+        if box:
+            row["face_box"] = [round(v, 1) for v in box["box"]]
+    elif row.get("faces_max", 0) > 1:
+        row["faces_note"] = (f"{row['faces_max']} faces detected; predicted for the main one (largest and most "
+                             "confident" + (", followed through the clip)" if (clip.media.duration_s or 0) > 0 else ")")
+                             + (" — --faces each predicts every face of an image" if inp.path.suffix.lower() in _image_suffixes() else ""))
     missing = {kind: _missing_reason(getattr(clip, kind)) for kind in ("transcript", "prosody", "face")}
     row["missing_cues"] = {k: v for k, v in missing.items() if v and not v.startswith("not_requested")}
     row["transcript"] = transcript_text(clip)
@@ -638,6 +855,12 @@ def combine(classes: Sequence[str], inp: Input, clip, details: list[dict]) -> di
     if no_data:
         row["no_stream_data"] = no_data
     return {"row": row, "details": details, "clip": clip, "classes": list(classes), "input": inp}
+
+
+def _image_suffixes() -> set[str]:
+    from textualize.media import IMAGE_SUFFIXES
+
+    return IMAGE_SUFFIXES
 
 
 def transcript_text(clip) -> str:
@@ -660,12 +883,14 @@ class PredictConfig:
     cues_dir: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     batch: int = 32  # inputs per model pass (and per append to the output)
+    faces: str = "main"  # images with several faces: "main" (one row) or "each" (a row per face)
 
 
 def done_ids(out: Path) -> set[str]:
     from textualize.manifest import JsonlLog
 
-    return {str(r["id"]) for r in JsonlLog(out / PREDICTIONS_FILE) if "id" in r}
+    rows = list(JsonlLog(out / PREDICTIONS_FILE))
+    return {str(r["id"]) for r in rows if "id" in r} | {str(r["input_id"]) for r in rows if r.get("input_id")}
 
 
 def predict_paths(paths: Sequence[str | Path], predictors: Sequence[Any], config: PredictConfig = PredictConfig(),
@@ -680,6 +905,8 @@ def predict_paths(paths: Sequence[str | Path], predictors: Sequence[Any], config
 
     if not predictors:
         raise PredictError("no run given (--run RUN)")
+    if config.faces not in ("main", "each"):
+        raise PredictError(f"--faces must be 'main' or 'each', not {config.faces!r}")
     classes = predictors[0].classes
     for p in predictors[1:]:
         if p.classes != classes:
@@ -729,6 +956,14 @@ def predict_paths(paths: Sequence[str | Path], predictors: Sequence[Any], config
     with Progress(*columns, disable=not config.progress or len(inputs) < 2, transient=True) as bar:
         task = bar.add_task("", total=len(inputs))
         pending = [i for i in inputs if i.id not in failed]
+        if config.faces == "each" and pending:
+            try:
+                pending = split_faces(pending, cue_dirs[0], predictors[0].ctx.extract)
+            except PredictError:
+                raise
+            except Exception as e:  # a backend that cannot load: the whole call cannot honour --faces each
+                raise PredictError(f"--faces each: the faces could not be separated ({type(e).__name__}: {e})") from None
+            bar.update(task, total=sum(1 for i in inputs if i.id in failed) + len(pending))
         for inp in inputs:
             if inp.id in failed:
                 fail(inp, "extract", failed[inp.id])
@@ -802,6 +1037,8 @@ def print_rows(rows: Sequence[dict], classes: Sequence[str], console) -> None:
     for r in rows:
         top = sorted(r["probs"].items(), key=lambda kv: -kv[1])[:3]
         face = "no face" if not r.get("face") else f"{r.get('face_frames', '')}" + (f" ({r['faces_max']} max)" if r.get("faces_max", 1) > 1 else "")
+        if r.get("face_index"):
+            face = f"face {r['face_index']} of {r['faces_in_image']}" + ("" if r.get("face") else " (not analysable)")
         table.add_row(r["id"], r["prediction"], f"{r['probs'][r['prediction']]:.2f}", f"{r['entropy']:.2f}",
                       f"{r['spread']['std']:.2f}" if "spread" in r else "-", face,
                       ", ".join(f"{c} {p:.2f}" for c, p in top))
@@ -819,6 +1056,7 @@ def predict_cmd(
     labels: Path = typer.Option(None, "--labels", help="CSV with id (or path) and label columns, so the JSONL can be evaluated."),
     cues_dir: Path = typer.Option(None, "--cues-dir", help="Cue cache (default: the dataset's, content-hashed)."),
     camera: int = typer.Option(None, "--camera", help="Predict from webcam N instead of files."),
+    faces: str = typer.Option("main", "--faces", help="Images with several faces: 'main' (one row, the most prominent face) or 'each' (a row per face, ID#face1… left to right)."),
 ) -> None:
     """Predict the emotion of new media with trained runs: label, class probabilities, normalised
     entropy and, with several --run, the members' spread."""
@@ -842,7 +1080,7 @@ def predict_cmd(
     try:
         predictors = [load_predictor(r, dataset) for r in run]
         result = predict_paths(paths, predictors, PredictConfig(
-            out=out, workers=workers, plot=plot, speaker=speaker, cues_dir=str(cues_dir) if cues_dir else None,
+            out=out, workers=workers, plot=plot, speaker=speaker, cues_dir=str(cues_dir) if cues_dir else None, faces=faces,
             labels=read_labels(labels) if labels else {}))
     except (PredictError, ValueError, FileNotFoundError) as e:
         fail(str(e))

@@ -47,6 +47,19 @@ def key_frame(path: str | Path, face: dict[str, Any]) -> tuple[np.ndarray | None
     return rgb, "key frame (no face)" if not face.get("face") else f"frame at {frame.time_s:.1f} s"
 
 
+def face_title(row: dict[str, Any], caption: str) -> str:
+    """The face panel's title: which face (one of several), or "no face" and why, wrapped to the panel."""
+    if not row.get("face"):
+        reason = str(row.get("face_reason") or caption)
+        reason = reason.split(": ", 1)[1] if reason.startswith("no_face: ") else reason
+        return "\n".join(textwrap.wrap(f"no face: {reason}", 34)[:3])
+    if row.get("face_index"):
+        return f"face {row['face_index']} of {row['faces_in_image']} ({caption})"
+    if row.get("faces_max", 1) > 1:
+        return f"main face of {row['faces_max']} ({caption})"
+    return caption
+
+
 def plot_prediction(result: dict[str, Any], out_path: str | Path) -> Path:
     """Write the figure of one ``predict_batch`` result as a PNG (atomic); returns its path."""
     import matplotlib
@@ -62,19 +75,18 @@ def plot_prediction(result: dict[str, Any], out_path: str | Path) -> Path:
     image, caption = key_frame(row["path"], face)
     texts = [d for d in details if d["approach"] == "text"]
     frames = [d for d in details if d["approach"] == "feature" and len(d.get("frame_times", [])) > 1]
-    n_rows = 1 + bool(texts) + bool(frames)
-    fig = plt.figure(figsize=(11, 3.6 * n_rows), dpi=90)
-    grid = fig.add_gridspec(n_rows, 3, width_ratios=[1, 1.6, 1.1])
+    heights = [1.0] + ([0.22 + 0.12 * len(texts)] if texts else []) + ([0.9] if frames else [])
+    fig = plt.figure(figsize=(11, 3.6 * sum(heights)), dpi=90)
+    grid = fig.add_gridspec(len(heights), 3, width_ratios=[1, 1.6, 1.1], height_ratios=heights)
 
     ax = fig.add_subplot(grid[0, 0])
     ax.axis("off")
+    title = face_title(row, caption)
     if image is not None:
         ax.imshow(image)
-        ax.set_title(caption, fontsize=9)
     else:
-        ax.text(0.5, 0.5, f"no face\n({caption})", ha="center", va="center", fontsize=11, wrap=True)
-    if not row.get("face"):
-        ax.set_title(f"no face: {row.get('face_reason', caption)}"[:60], fontsize=9, color="firebrick")
+        ax.text(0.5, 0.5, "no face", ha="center", va="center", fontsize=12, color="firebrick")
+    ax.set_title(title, fontsize=8 if "\n" in title else 9, color="firebrick" if not row.get("face") else "black")
 
     ax = fig.add_subplot(grid[0, 1])
     probs = np.asarray([row["probs"][c] for c in classes])
@@ -100,7 +112,7 @@ def plot_prediction(result: dict[str, Any], out_path: str | Path) -> Path:
         values += [row["spread"]["std"], row["spread"]["epistemic"]]
     ax.bar(range(len(values)), values, color="tab:orange")
     ax.set_xticks(range(len(values)), names, rotation=20, fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.12)  # room for the value above a bar at 1
     ax.set_title("uncertainty (0 = certain)", fontsize=10)
     for k, v in enumerate(values):
         ax.text(k, v + 0.02, f"{v:.2f}", ha="center", fontsize=8)
