@@ -203,3 +203,29 @@ def test_sound_without_voice_is_not_described_as_a_voice(tmp_path, pyfeat_data):
     assert isinstance(clip.transcript, MissingCue) and clip.transcript.reason == "no_speech"
     assert isinstance(clip.prosody, MissingCue) and clip.prosody.reason == "no_speech"
     assert "not described as a voice" in clip.prosody.detail
+
+
+def test_batch_sizes_are_speed_settings_not_cache_keys(monkeypatch, tmp_path):
+    """--face-batch-size / --asr-batch-size reach the extractor and leave the cache keys alone, so a
+    GPU worker with large batches reuses (and writes) the same cue cache as a CPU run."""
+    from typer.testing import CliRunner
+
+    import textualize.cli as cli
+    from textualize.extract import ExtractConfig, part_keys
+
+    assert part_keys("ab" * 32, ExtractConfig()) == part_keys("ab" * 32, ExtractConfig(face_batch_size=32, asr_batch_size=16))
+    seen = {}
+
+    def fake_run(items, out, config, **kw):
+        seen["config"] = config
+        raise ValueError("stop here")
+
+    import textualize.extract as extract
+
+    monkeypatch.setattr(extract, "run_extraction", fake_run)
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    result = CliRunner().invoke(cli.app, ["extract-cues", str(clip), "--out", str(tmp_path / "cues"),
+                                          "--face-batch-size", "32", "--asr-batch-size", "16"])
+    assert "stop here" in result.output, result.output
+    assert (seen["config"].face_batch_size, seen["config"].asr_batch_size) == (32, 16)

@@ -98,6 +98,8 @@ def extract_cues(
     openface_dir: Optional[Path] = typer.Option(None, help="OpenFace model folder (FaceAnalyser/, LandmarkDetector/) for --au openface."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Skip transcript and prosody."),
     no_visual: bool = typer.Option(False, "--no-visual", help="Skip facial cues."),
+    face_batch_size: int = typer.Option(4, help="Sampled frames per face-detector call (larger on a GPU worker; speed only)."),
+    asr_batch_size: Optional[int] = typer.Option(None, help="faster-whisper batched-pipeline batch size for long audio (speed only)."),
     no_sequences: bool = typer.Option(False, "--no-sequences", help="Do not save per-frame feature sequences (.npz)."),
     workers: int = typer.Option(1, help="Parallel worker processes (each loads its own models)."),
     executor: Optional[str] = typer.Option(None, help="Where the clips run: local (default), dask, ray, slurm (README: distributed extraction)."),
@@ -136,6 +138,7 @@ def extract_cues(
         fps=fps, max_side=max_side, window_s=window, hop_s=hop,
         openface_dir=str(openface_dir) if openface_dir else None,
         audio=not no_audio, visual=not no_visual, save_sequences=not no_sequences, asr_pack_short_clips=asr_pack,
+        face_batch_size=face_batch_size, asr_batch_size=asr_batch_size,
     )
     try:
         name, engine_options = _executor(executor, scheduler, address, executor_option, executor_config)

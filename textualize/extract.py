@@ -56,6 +56,9 @@ class ExtractConfig:
     visual: bool = True
     save_sequences: bool = True
     asr_pack_short_clips: bool = False  # short clips share Whisper encoder windows (audio_cues/asr_packing.py)
+    # speed/memory only, so not in the cache keys (a GPU worker takes larger batches):
+    face_batch_size: int = 4  # sampled frames per face-detector call
+    asr_batch_size: int | None = None  # faster-whisper's batched pipeline (long audio, opt-in); None: backend default
 
     def part_params(self) -> dict[str, dict[str, Any]]:
         """Parameters of each requested part: audio (transcript + prosody) and visual (face).
@@ -115,8 +118,9 @@ class CueExtractor:
         self.concurrent_prosody = True  # prosody's first pass beside ASR (see _transcribe_priming_prosody)
         self.asr = self.prosody = self.au = self.detector = None
         if config.audio:
+            batch = {"batch_size": config.asr_batch_size} if config.asr_batch_size else {}
             self.asr = ASR_BACKENDS.get(config.asr)(
-                model=config.asr_model, device=device, language=config.language, beam_size=config.beam_size
+                model=config.asr_model, device=device, language=config.language, beam_size=config.beam_size, **batch
             )
             self.prosody = PROSODY_BACKENDS.get(config.prosody)(window_s=config.window_s, hop_s=config.hop_s)
         if config.visual:
@@ -219,7 +223,8 @@ class CueExtractor:
                 from textualize.visual_cues.pipeline import extract_facial_cues
 
                 face = extract_facial_cues(
-                    path, self.au, self.detector, fps=self.config.fps, max_side=self.config.max_side
+                    path, self.au, self.detector, fps=self.config.fps, max_side=self.config.max_side,
+                    batch_size=self.config.face_batch_size,
                 )
             if self.config.save_sequences and not isinstance(face, MissingCue) and face.au_values:
                 sequences["face_au"] = np.asarray(face.au_values, dtype=np.float32)
