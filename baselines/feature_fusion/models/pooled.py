@@ -34,7 +34,7 @@ from baselines.feature_fusion.spec import FrameModel, StreamModelSpec
 @dataclass
 class PooledArguments:
     pool_attention: int = field(default=64, metadata={"help": "pooled: hidden units of the attention scorer."})
-    pool_mlp: int = field(default=128, metadata={"help": "pooled: hidden units of the classifier MLP (0 = linear)."})
+    pool_mlp: int = field(default=0, metadata={"help": "pooled: hidden units of an MLP classifier; 0 = linear head (chosen on EmoDB validation)."})
     pool_raw: bool = field(default=True, metadata={"help": "pooled: also pool the modality's raw input values (skip)."})
 
 
@@ -60,7 +60,7 @@ class AttentiveStatsPool(nn.Module):
 
 class PooledFusion(FrameModel):
     def __init__(self, layout: dict, n_classes: int, channels, kernel_size=5, dropout=0.3,
-                 attention=64, mlp=128, pool_raw=True):
+                 attention=64, mlp=0, pool_raw=True):
         super().__init__(layout)
         self.pool_raw = pool_raw
         self.tcns = nn.ModuleDict({m: TCN(self.modality_input_dim(m), channels, kernel_size, dropout) for m in self.modalities})
