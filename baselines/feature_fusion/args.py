@@ -19,7 +19,7 @@ AGGREGATES = ("vote", "mean_probs", "mean_logits")
 @dataclass
 class FeatureArguments:
     dataset: str = field(metadata={"help": "A dataset folder built by `textualize build-dataset` (+ `textualize build-streams`)."})
-    model: str = field(metadata={"help": "Feature model: lfan, early, late, emenet (registry names)."})
+    model: str = field(metadata={"help": "Feature model: lfan, early, late, pooled, emenet (registry names; see baselines/feature_fusion/models/)."})
     streams: str = field(default="", metadata={"help": "Comma-separated stream names to use; empty = every stream in DATASET/streams."})
     window: int = field(default=300, metadata={"help": "Training window length in frames of the common axis."})
     hop: int = field(default=200, metadata={"help": "Hop between training windows (frames)."})
