@@ -53,6 +53,12 @@ def _read_yaml(path: Path) -> dict:
         return yaml.safe_load(f) or {}
 
 
+def run_config(run_dir: Path, info: dict) -> dict:
+    """The run's resolved arguments: ``config.yaml`` beside ``run.json``, else the copy in it."""
+    path = Path(run_dir) / "config.yaml"
+    return _read_yaml(path) if path.exists() else dict(info.get("config") or {})
+
+
 def run_info(run_dir: Path) -> dict:
     from eval.predictions import PredictionFileError, read_run
 
@@ -313,8 +319,7 @@ class TextPredictor:
                                       or self.ctx.manifest["template"]["id"])
         self.tconfig = TextualizeConfig.from_build(self.ctx.build)
         self.modalities = tuple(m for m in ("text", "face", "voice") if m in self.ctx.build.modalities)
-        cfg_path = self.run_dir / "config.yaml"
-        cfg = _read_yaml(cfg_path) if cfg_path.exists() else dict(info.get("config") or {})
+        cfg = run_config(self.run_dir, info)
         self.script = SimpleNamespace(**cfg.get("script", {}))
         self.model_args = SimpleNamespace(**cfg.get("model", {}))
         self.family = info.get("family") or "encoder"
@@ -452,8 +457,7 @@ class FeaturePredictor:
         self.run_dir, self.info = Path(run_dir), info
         self.ctx = dataset_context(resolve_dataset(self.run_dir, info, dataset))
         self.classes = list(info["classes"])
-        cfg_path = self.run_dir / "config.yaml"
-        cfg = _read_yaml(cfg_path) if cfg_path.exists() else dict(info.get("config") or {})
+        cfg = run_config(self.run_dir, info)
         self.spec = FEATURE_MODELS.get(info["model"])()
         if not isinstance(self.spec, StreamModelSpec):
             raise PredictError(f"{run_dir}: feature model {info['model']!r} reads its own face crops and spectrograms "
@@ -657,8 +661,7 @@ class EMENetPredictor:
         self.run_dir, self.info = Path(run_dir), info
         self.ctx = dataset_context(resolve_dataset(self.run_dir, info, dataset))
         self.classes = list(info["classes"])
-        cfg_path = self.run_dir / "config.yaml"
-        cfg = _read_yaml(cfg_path) if cfg_path.exists() else dict(info.get("config") or {})
+        cfg = run_config(self.run_dir, info)
         self.aggregate = (cfg.get("feature") or {}).get("aggregate") or "mean_probs"
         self.config = EMENetConfig.from_args(SimpleNamespace(**(cfg.get("model") or {})))
         heads = ((info.get("model_info") or {}).get("heads") or {})
