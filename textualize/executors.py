@@ -83,6 +83,8 @@ def worker_extractor(config, device: str = "cpu", threads: int | None = None):
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(threads)
         extractor = CueExtractor(config, device=device)
+        if threads and "torch" in sys.modules:  # Dask's nanny exports OMP_NUM_THREADS=1 to its workers
+            sys.modules["torch"].set_num_threads(threads)
         with _LOCK:
             while len(_EXTRACTORS) >= 4:  # a long-lived process that saw many configs keeps the latest
                 _EXTRACTORS.pop(next(iter(_EXTRACTORS)))
@@ -307,7 +309,9 @@ class DaskEngine(Engine):
             raise ExecutorUnavailableError(f"cannot reach the Dask scheduler {self.scheduler}: {e}") from None
 
     def threads_per_worker(self) -> int | None:
-        return 1 if self.cluster is not None else None
+        # torch/OpenMP threads per local worker: the local engine's share, so a local cluster's
+        # float results match the in-process run's bit for bit (thread counts change summation order)
+        return max(1, (os.cpu_count() or 1) // self.workers) if self.cluster is not None else None
 
     def submit(self, fn: Callable, *args: Any):
         resources = {"GPU": self.gpus_per_task} if self.gpus_per_task else None
