@@ -208,3 +208,24 @@ def test_tiny_random_emenet_run_reproduces_its_test_predictions(runs, crema_d, t
         np.testing.assert_allclose(got, saved.probs[saved.ids.index(r["id"])], atol=2e-4, err_msg=r["id"])
         d = result["details"][0]
         assert len(d["frame_probs"]) == len(d["frame_times"]) and np.allclose(np.sum(d["frame_probs"], 1), 1)
+
+
+def test_record_clip_from_a_stream_gives_a_clip_the_pipeline_reads(tmp_path, crema_d):
+    """--camera records --seconds through the same code that reads a capture device (any PyAV
+    source; here a real CREMA-D video stands in for the camera), then predicts on the file."""
+    import av
+
+    from textualize.annotate import record_clip
+
+    video = sorted(crema_d.rglob("*.flv"))[0]
+    clip = record_clip(str(video), tmp_path / "cam.mp4", seconds=1.0)
+    assert clip.exists() and not list(tmp_path.glob("*.partial*"))
+    with av.open(str(clip)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+        rate = float(c.streams.video[0].average_rate)
+    assert abs(n - rate) <= 2  # one second of frames
+    with pytest.raises(ValueError, match="must be > 0"):
+        record_clip(str(video), tmp_path / "x.mp4", seconds=0)
+    with pytest.raises(Exception):
+        record_clip(str(tmp_path / "no-such-device"), tmp_path / "y.mp4", seconds=1.0)
+    assert not (tmp_path / "y.mp4").exists()

@@ -36,6 +36,44 @@ def camera_problem(index: int) -> str | None:
     return None
 
 
+def camera_source(index: int) -> tuple[str, str]:
+    """The capture device of camera ``index`` and its FFmpeg input format (V4L2 / DirectShow)."""
+    return (f"/dev/video{index}", "v4l2") if os.name == "posix" else (f"video={index}", "dshow")
+
+
+def record_clip(source: str, out_path: Path, seconds: float, input_format: str | None = None) -> Path:
+    """Record ``seconds`` of video from ``source`` (a camera device or any stream PyAV opens) into
+    an H.264 MP4, frame by frame, so a live capture goes through the same cue and prediction path
+    as a file. Written to a temporary name and renamed when complete."""
+    import av
+
+    if not seconds > 0:
+        raise ValueError(f"--seconds must be > 0, got {seconds}")
+    out_path = Path(out_path)
+    tmp = out_path.with_name(out_path.stem + ".partial" + out_path.suffix)
+    frames = 0
+    with av.open(source, format=input_format) as inp:
+        stream = inp.streams.video[0]
+        rate = int(round(float(stream.average_rate or 25)))
+        with av.open(str(tmp), "w", format="mp4") as out:
+            enc = out.add_stream("libx264", rate=rate)
+            enc.width, enc.height, enc.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+            start = None
+            for frame in inp.decode(stream):
+                t = float(frame.time) if frame.time is not None else frames / rate
+                start = t if start is None else start
+                if t - start >= seconds:
+                    break
+                out.mux(enc.encode(frame.reformat(width=enc.width, height=enc.height, format="yuv420p")))
+                frames += 1
+            out.mux(enc.encode(None))
+    if frames == 0:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{source}: no video frames could be read")
+    os.replace(tmp, out_path)
+    return out_path
+
+
 def window_spans(duration_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
     if not math.isfinite(duration_s) or duration_s <= 0:
         return [(0.0, window_s)]

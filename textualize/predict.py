@@ -1058,7 +1058,8 @@ def predict_cmd(
     speaker: str = typer.Option(None, "--speaker", help="A training speaker to normalise the prompt against (default: unknown speaker)."),
     labels: Path = typer.Option(None, "--labels", help="CSV with id (or path) and label columns, so the JSONL can be evaluated."),
     cues_dir: Path = typer.Option(None, "--cues-dir", help="Cue cache (default: the dataset's, content-hashed)."),
-    camera: int = typer.Option(None, "--camera", help="Predict from webcam N instead of files."),
+    camera: int = typer.Option(None, "--camera", help="Record --seconds from webcam N, then predict on that clip (kept in --out)."),
+    seconds: float = typer.Option(5.0, "--seconds", help="--camera: how long to record (s)."),
     faces: str = typer.Option("main", "--faces", help="Images with several faces: 'main' (one row, the most prominent face) or 'each' (a row per face, ID#face1… left to right)."),
 ) -> None:
     """Predict the emotion of new media with trained runs: label, class probabilities, normalised
@@ -1072,10 +1073,21 @@ def predict_cmd(
         raise typer.Exit(2)
 
     if camera is not None:
-        from textualize.annotate import camera_problem
+        from textualize.annotate import camera_problem, camera_source, record_clip
 
         problem = camera_problem(camera)
-        fail(problem or f"camera {camera} opened, but live prediction is not implemented: record a clip and pass its file")
+        if problem:
+            fail(problem)
+        folder = Path(out) / "camera" if out else Path(tempfile.mkdtemp(prefix="textualize-camera-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = folder / f"camera{camera}-{time.strftime('%Y%m%d-%H%M%S')}.mp4"
+        console.print(f"recording {seconds:g} s from camera {camera} ...", highlight=False)
+        try:
+            source, input_format = camera_source(camera)
+            paths = [*(paths or []), record_clip(source, clip, seconds, input_format)]
+        except Exception as e:  # a capture device can fail in many ways; one line, no traceback
+            fail(f"camera {camera}: {type(e).__name__}: {e}")
+        console.print(f"recorded {clip}", highlight=False)
     if not paths:
         fail("give at least one input file or folder (or --camera N)")
     if plot and out is None:
