@@ -55,11 +55,11 @@ def print_summary(result: dict) -> None:
 
     level = result["levels"][0]
     table = Table(title=f"{result['split']} ({level}; % with 95 % bootstrap CI)")
-    table.add_column("run", overflow="fold")
-    table.add_column("approach")
-    table.add_column("n", justify="right")
-    for col in ("accuracy", "weighted F1", "macro F1", "UAR"):
-        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("run", overflow="fold", min_width=12)
+    table.add_column("approach", min_width=7)
+    table.add_column("n", justify="right", min_width=3)
+    for col in ("accuracy", "weighted F1", "macro F1", "UAR"):  # the CI wraps under the value on narrow terminals
+        table.add_column(col, justify="right", overflow="fold")
     for run in result["runs"]:
         m = result["metrics"][level][run["name"]]["all"]
         table.add_row(run["name"], run["approach"], str(m["n"]),
