@@ -78,12 +78,12 @@ def worker_extractor(config, device: str = "cpu", threads: int | None = None):
     with _LOCK:
         extractor = _EXTRACTORS.get(key)
     if extractor is None:
-        if threads:  # before the backends import torch, which reads it; torch already imported: set it
+        if threads:  # for the native libraries the backends load, which read it at import
             os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-            if "torch" in sys.modules:
-                sys.modules["torch"].set_num_threads(threads)
         extractor = CueExtractor(config, device=device)
-        if threads and "torch" in sys.modules:  # Dask's nanny exports OMP_NUM_THREADS=1 to its workers
+        # torch's own count, set explicitly: Dask's nanny exports OMP_NUM_THREADS=1 to its workers,
+        # and thread counts change float summation order (results must match the in-process run)
+        if threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
         with _LOCK:
             while len(_EXTRACTORS) >= 4:  # a long-lived process that saw many configs keeps the latest

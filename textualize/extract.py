@@ -96,8 +96,9 @@ def stale_parts(out_dir: Path, clip_id: str, content_sha256: str, config: Extrac
 
 
 def check_backends(config: ExtractConfig) -> None:
-    """Unknown backend names fail in the driver, before any worker starts (an error raised while
-    a remote worker builds its extractor would otherwise look like a lost worker)."""
+    """Unknown backend names fail in the driver, before an engine starts a cluster or submits a job
+    array for nothing (``executors.run_chunks`` still re-raises the same error from a worker whose
+    registry lacks a backend the driver has)."""
     from textualize.registry import ASR_BACKENDS, AU_BACKENDS, FACE_DETECTORS, PROSODY_BACKENDS
 
     if config.audio:

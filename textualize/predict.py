@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import tempfile
 import time
@@ -57,6 +56,15 @@ def run_config(run_dir: Path, info: dict) -> dict:
     """The run's resolved arguments: ``config.yaml`` beside ``run.json``, else the copy in it."""
     path = Path(run_dir) / "config.yaml"
     return _read_yaml(path) if path.exists() else dict(info.get("config") or {})
+
+
+def open_run(predictor: Any, run_dir: str | Path, info: dict, dataset: str | Path | None) -> dict:
+    """What every predictor keeps of its run (folder, run.json, dataset context, classes); returns
+    the run's resolved arguments."""
+    predictor.run_dir, predictor.info = Path(run_dir), info
+    predictor.ctx = dataset_context(resolve_dataset(predictor.run_dir, info, dataset))
+    predictor.classes = list(info["classes"])
+    return run_config(predictor.run_dir, info)
 
 
 def run_info(run_dir: Path) -> dict:
@@ -309,9 +317,7 @@ class TextPredictor:
     def __init__(self, run_dir: Path, info: dict, dataset: str | Path | None = None, device: str | None = None):
         import torch
 
-        self.run_dir, self.info = Path(run_dir), info
-        self.ctx = dataset_context(resolve_dataset(self.run_dir, info, dataset))
-        self.classes = list(info["classes"])
+        cfg = open_run(self, run_dir, info, dataset)
         from textualize.converters.config import TextualizeConfig
         from textualize.templates import load_template
 
@@ -319,7 +325,6 @@ class TextPredictor:
                                       or self.ctx.manifest["template"]["id"])
         self.tconfig = TextualizeConfig.from_build(self.ctx.build)
         self.modalities = tuple(m for m in ("text", "face", "voice") if m in self.ctx.build.modalities)
-        cfg = run_config(self.run_dir, info)
         self.script = SimpleNamespace(**cfg.get("script", {}))
         self.model_args = SimpleNamespace(**cfg.get("model", {}))
         self.family = info.get("family") or "encoder"
@@ -440,8 +445,9 @@ class TextPredictor:
 
 
 class FeaturePredictor:
-    """A ``baselines/feature_fusion/train.py`` run (lfan, early, late): the input's streams on the
-    dataset's time axis, normalised as in training, through the stitched-window inference."""
+    """A ``baselines/feature_fusion/train.py`` run of a stream model (lfan, early, late, pooled): the
+    input's streams on the dataset's time axis, normalised as in training, through the
+    stitched-window inference."""
 
     approach = "feature"
 
@@ -454,14 +460,11 @@ class FeaturePredictor:
         from baselines.feature_fusion.spec import StreamModelSpec
         from baselines.feature_fusion.train import merged_args
 
-        self.run_dir, self.info = Path(run_dir), info
-        self.ctx = dataset_context(resolve_dataset(self.run_dir, info, dataset))
-        self.classes = list(info["classes"])
-        cfg = run_config(self.run_dir, info)
+        cfg = open_run(self, run_dir, info, dataset)
         self.spec = FEATURE_MODELS.get(info["model"])()
         if not isinstance(self.spec, StreamModelSpec):
             raise PredictError(f"{run_dir}: feature model {info['model']!r} reads its own face crops and spectrograms "
-                               "(not the aligned streams); predict supports the stream models lfan, early and late")
+                               "(not the aligned streams); predict supports the stream models (lfan, early, late, pooled) and emenet")
         fargs = FeatureArguments(**{k: v for k, v in cfg.get("feature", {}).items() if k in FeatureArguments.__dataclass_fields__})
         margs = None
         if getattr(self.spec, "args_class", None) is not None:
@@ -556,7 +559,7 @@ class FeaturePredictor:
 
         from textualize.demo import cache_root
         from textualize.manifest import atomic_write_bytes, stable_hash
-        from textualize.streams.writer import _Sample, _stats
+        from textualize.streams.writer import _Sample, _stats, finite_float
 
         key = stable_hash({"dataset": self.data.manifest.get("dataset_manifest_sha256"), "streams": self.streams,
                            "rate": self.rate_hz, "run_key": self.data.manifest.get("run_key")}, 16)
@@ -579,7 +582,7 @@ class FeaturePredictor:
             cid = r.get("cue_clip_id") or None
             clip = from_json(read_json(cue_path(cue_dir, cid))) if cid and cue_path(cue_dir, cid).exists() else None
             sctx = self._context(r["id"], split, str(r.get("speaker") or ""), clip, cid, r.get("media_path") or None, cue_dir,
-                                 _finite(r.get("start_s")), _finite(r.get("end_s")), str(r.get("transcript") or ""))
+                                 finite_float(r.get("start_s")), finite_float(r.get("end_s")), str(r.get("transcript") or ""))
             times, values, masks = self.raw_streams(sctx)
             samples.append(_Sample(r["id"], split, sctx.speaker, times, values, masks))
         stats = {n: _stats(samples, n) for n in self.streams}
@@ -658,10 +661,7 @@ class EMENetPredictor:
         from baselines.feature_fusion.models.emenet import EMENet, EMENetConfig
         from textualize.demo import cache_root
 
-        self.run_dir, self.info = Path(run_dir), info
-        self.ctx = dataset_context(resolve_dataset(self.run_dir, info, dataset))
-        self.classes = list(info["classes"])
-        cfg = run_config(self.run_dir, info)
+        cfg = open_run(self, run_dir, info, dataset)
         self.aggregate = (cfg.get("feature") or {}).get("aggregate") or "mean_probs"
         self.config = EMENetConfig.from_args(SimpleNamespace(**(cfg.get("model") or {})))
         heads = ((info.get("model_info") or {}).get("heads") or {})
@@ -729,14 +729,6 @@ class EMENetPredictor:
                 row["no_stream_data"] = True
             result.append(row)
         return result
-
-
-def _finite(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def load_predictor(run_dir: str | Path, dataset: str | Path | None = None, device: str | None = None):
@@ -823,6 +815,7 @@ def predict_batch(predictors: Sequence[Any], inputs: Sequence[Input], cue_dirs: 
 def combine(classes: Sequence[str], inp: Input, clip, details: list[dict]) -> dict[str, Any]:
     """One output row (shared prediction format + uncertainty) from the members' probabilities."""
     from eval.calibration import ensemble_spread, normalized_entropy
+    from textualize.streams.writer import finite_float
 
     members = np.asarray([d["probs"] for d in details])
     spread = ensemble_spread(members[:, None, :])
@@ -852,7 +845,7 @@ def combine(classes: Sequence[str], inp: Input, clip, details: list[dict]) -> di
     missing = {kind: _missing_reason(getattr(clip, kind)) for kind in ("transcript", "prosody", "face")}
     row["missing_cues"] = {k: v for k, v in missing.items() if v and not v.startswith("not_requested")}
     row["transcript"] = transcript_text(clip)
-    row["duration_s"] = _finite(clip.media.duration_s)
+    row["duration_s"] = finite_float(clip.media.duration_s)
     row["normalisation"] = sorted({d["normalisation"] for d in details})
     no_data = [d["run"] for d in details if d.get("no_stream_data")]
     if no_data:

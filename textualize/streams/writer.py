@@ -177,7 +177,7 @@ def build_streams(config: StreamsConfig, progress: bool = True, log: Callable[[s
                     clip = clip_cache[cid]
                 ctx = SampleContext(
                     id=r["id"], split=split, speaker=str(r.get("speaker") or ""),
-                    start_s=_f(r.get("start_s")), end_s=_f(r.get("end_s")), clip_id=cid,
+                    start_s=finite_float(r.get("start_s")), end_s=finite_float(r.get("end_s")), clip_id=cid,
                     media_path=(r.get("media_path") or None), cue_dir=cue_dir, clip=clip,
                     sample=adapter_samples.get(r["id"]) if adapter_samples else None,
                     prefer_gold_transcript=prefer_gold, transcript_column=str(r.get("transcript") or ""),
@@ -300,7 +300,8 @@ def build_streams(config: StreamsConfig, progress: bool = True, log: Callable[[s
     return manifest
 
 
-def _f(x) -> float | None:
+def finite_float(x) -> float | None:
+    """``x`` as a float, or None when it is missing, not a number or not finite (JSON rows)."""
     try:
         x = float(x)
     except (TypeError, ValueError):
