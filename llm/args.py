@@ -71,6 +71,14 @@ class ScriptArguments:
         default=1.0,
         metadata={"help": "Encoders: learning rate of layer l = lr * decay^(L-l) (1.0 = off); the head keeps lr."},
     )
+    pooling: str = field(
+        default="cls",
+        metadata={"help": "Encoders: what the classification head reads. cls = the model's own head (CLS token and "
+                          "pooler); mean = masked mean of the last hidden states, then dropout and a linear layer (the "
+                          "pooling sentence-transformers checkpoints such as the offline MiniLM were trained with); "
+                          "auto = mean when the model folder declares mean pooling (1_Pooling/config.json), else cls.",
+                  "choices": ["cls", "mean", "auto"]},
+    )
     label_scoring: str = field(
         default="sum",
         metadata={"help": "Generative/zero-shot decoders: a label's score is the sum or the mean of its tokens' "

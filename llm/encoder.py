@@ -11,7 +11,9 @@ and the future turns, as EmoBERTa does; truncation cuts that second segment firs
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -102,6 +104,63 @@ def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) 
     return [{"params": ps, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), ps in sorted(groups.items(), key=lambda kv: kv[0])]
 
 
+def declared_pooling(model_path) -> str | None:
+    """'mean' or 'cls' when the model folder is a sentence-transformers checkpoint that says how it
+    was trained to pool (``modules.json`` → ``1_Pooling/config.json``); None otherwise."""
+    folder = Path(str(model_path))
+    config = folder / "1_Pooling" / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        modes = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    if modes.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if modes.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def resolve_pooling(requested: str, model_path) -> str:
+    if requested not in ("cls", "mean", "auto"):
+        raise EncoderInputError(f"--pooling must be cls, mean or auto, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return declared_pooling(model_path) or "cls"
+
+
+def mean_pooling_classifier(encoder, num_labels: int, dropout: float):
+    """A classifier on the masked mean of ``encoder``'s last hidden states.
+
+    Sentence-transformers checkpoints (the offline MiniLM, MPNet) were trained to represent a text by
+    that mean; their CLS token and BERT pooler were not trained for it, so the stock
+    sequence-classification head starts from an untrained summary."""
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPoolingClassifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.config = encoder.config
+            self.dropout = torch.nn.Dropout(dropout)
+            self.classifier = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None and getattr(self.config, "type_vocab_size", 0) > 1:
+                inputs["token_type_ids"] = token_type_ids
+            hidden = self.encoder(**inputs).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            logits = self.classifier(self.dropout(pooled))
+            loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return MeanPoolingClassifier()
+
+
 def prepare_encoder(script_args, model_args, training_args, dataset_dict, classes: Sequence[str]) -> RunParts:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
@@ -115,16 +174,27 @@ def prepare_encoder(script_args, model_args, training_args, dataset_dict, classe
     if script_args.head != "classification":
         raise EncoderInputError("encoders have a classification head only; --head generative needs a decoder model")
     path, _ = resolve_model(script_args.model)
+    pooling = resolve_pooling(getattr(script_args, "pooling", "cls"), path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=len(classes),
-            id2label=dict(enumerate(classes)),
-            label2id={c: i for i, c in enumerate(classes)},
-            trust_remote_code=model_args.trust_remote_code,
-            ignore_mismatched_sizes=True,
-        )
+        if pooling == "mean":
+            from transformers import AutoModel
+
+            body = AutoModel.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+            if getattr(body, "pooler", None) is not None:
+                body.pooler = None  # unused by mean pooling: no dead parameters (DDP) and no wasted matmul
+            body.config.id2label = dict(enumerate(classes))
+            body.config.label2id = {c: i for i, c in enumerate(classes)}
+            model = mean_pooling_classifier(body, len(classes), float(getattr(body.config, "hidden_dropout_prob", 0.1) or 0.1))
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                num_labels=len(classes),
+                id2label=dict(enumerate(classes)),
+                label2id={c: i for i, c in enumerate(classes)},
+                trust_remote_code=model_args.trust_remote_code,
+                ignore_mismatched_sizes=True,
+            )
     except OSError as e:  # hub id not in the local cache, unreadable folder
         raise EncoderInputError(f"cannot load --model {script_args.model!r} from {path}: {str(e).splitlines()[0]}") from None
     if model_args.torch_dtype not in ("auto", "float32"):
@@ -182,7 +252,8 @@ def prepare_encoder(script_args, model_args, training_args, dataset_dict, classe
         optim_cls, optim_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
         trainer_kwargs["optimizer_cls_and_kwargs"] = (optim_cls, {**optim_kwargs, "params": groups})
 
-    describe = {"family": "encoder", "model_path": str(path), "architecture": type(getattr(model, "base_model", model)).__name__,
+    describe = {"family": "encoder", "model_path": str(path), "pooling": pooling,
+                "architecture": type(getattr(model, "base_model", model)).__name__,
                 **parameter_counts(model)}
     return RunParts(
         model=model,

@@ -299,3 +299,55 @@ def test_real_mpnet_a_few_optimisation_steps(toy_dataset, tmp_path):
                "--max_eval_samples", "4", "--predict_splits", "validation"])
     info = read_run(out).info
     assert info["training"]["global_step"] == 2 and info["describe"]["parameters"] > 100e6
+
+
+def test_tiny_random_bert_mean_pooling_trains_saves_and_predicts_again(tiny_bert, toy_dataset, tmp_path):
+    """--pooling mean: masked mean of the last hidden states → linear head; the saved weights rebuild
+    the same model (the predictor's path), padding does not change a row's probabilities."""
+    import torch
+
+    from eval.predictions import read_run
+    from llm.encoder import mean_pooling_classifier
+
+    out = run(["--dataset", toy_dataset, "--output_dir", tmp_path / "run", "--model", tiny_bert, *FAST,
+               "--pooling", "mean", "--learning_rate", "1e-3"])
+    r = read_run(out)
+    assert r.info["describe"]["pooling"] == "mean"
+    from safetensors.torch import load_file
+
+    state = load_file(str(out / "model.safetensors"))
+    assert "classifier.weight" in state and not any("pooler" in k for k in state)
+    from transformers import AutoModel, AutoTokenizer
+
+    body = AutoModel.from_pretrained(str(tiny_bert))
+    body.pooler = None
+    model = mean_pooling_classifier(body, len(CLASSES), 0.1)
+    model.load_state_dict(state)
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    alone = tok(["great wonderful day"], return_tensors="pt")
+    padded = tok(["great wonderful day", "a much longer sentence that forces padding on the first"], padding=True,
+                 return_tensors="pt")
+    with torch.no_grad():
+        a = model(**alone).logits[0]
+        b = model(**padded).logits[0]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_tiny_random_bert_mean_pooling_with_lora(tiny_bert, toy_dataset, tmp_path):
+    out = run(["--dataset", toy_dataset, "--output_dir", tmp_path / "run", "--model", tiny_bert, *FAST,
+               "--pooling", "mean", "--method", "lora", "--lora_r", "4", "--lora_target_modules", "query,value"])
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert "classifier" in (adapter.get("modules_to_save") or [])
+
+
+def test_pooling_auto_reads_the_sentence_transformers_declaration(tmp_path):
+    from llm.encoder import EncoderInputError, resolve_pooling
+    from llm.models import resolve_model
+
+    minilm = resolve_model("minilm-l6-bert")[0]
+    assert resolve_pooling("auto", minilm) == "mean"  # its 1_Pooling/config.json says mean tokens
+    assert resolve_pooling("auto", tmp_path) == "cls"  # no declaration: the model's own head
+    assert resolve_pooling("cls", minilm) == "cls"
+    with pytest.raises(EncoderInputError):
+        resolve_pooling("max", minilm)
