@@ -97,6 +97,8 @@ class StreamData:
             "streams": list(self.streams), "dims": dict(self.dims), "offsets": offsets,
             "modalities": {m: [self.streams.index(s) for s in self.modality_streams(m)] for m in self.modalities},
             "modality_streams": {m: self.modality_streams(m) for m in self.modalities},
+            # one vector per sample repeated over its steps (e.g. audio_functionals): models may take it once per window
+            "clip_level": [s for s in self.streams if ((self.manifest.get("streams") or {}).get(s) or {}).get("clip_level")],
         }
 
 

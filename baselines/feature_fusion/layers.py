@@ -93,3 +93,49 @@ class LeaderFollowerAttention(nn.Module):
         values = values * present[:, :, None, :, None]  # a missing modality contributes nothing
         values = values.permute(0, 1, 3, 2, 4).reshape(b, t, self.m * self.d).to(xs[0].dtype)
         return self.norm(self.dropout(self.out(values)))
+
+
+# ---------------------------------------------------------------- clip-level streams
+
+
+def without_clip_level(layout: dict) -> dict:
+    """``layout`` with its clip-level streams (one vector per sample repeated over the steps, e.g.
+    ``audio_functionals``; ``layout["clip_level"]``) left out of the modalities, so a per-frame
+    model sees only the time-resolved streams; offsets and mask indices still address the full
+    ``feats`` / ``masks`` tensors."""
+    clip = set(layout.get("clip_level") or [])
+    groups = {m: [s for s in ss if s not in clip] for m, ss in layout["modality_streams"].items()}
+    groups = {m: ss for m, ss in groups.items() if ss}
+    return {**layout, "modality_streams": groups,
+            "modalities": {m: [layout["streams"].index(s) for s in ss] for m, ss in groups.items()}}
+
+
+def window_mean(feats: torch.Tensor, masks: torch.Tensor, layout: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each stream's masked mean over the window's frames, ``(B, 1, D)``, and ``(B, 1, S)`` presence.
+
+    For a clip-level stream the present rows of a window are one sample's single vector, so this
+    is that vector (a window of length one); a stream absent from the window gives zeros, masked."""
+    outs, present = [], []
+    for k, s in enumerate(layout["streams"]):
+        a, b = layout["offsets"][s]
+        m = masks[..., k].to(feats.dtype)
+        n = m.sum(dim=1, keepdim=True)
+        outs.append((feats[..., a:b] * m[..., None]).sum(dim=1, keepdim=True) / n.clamp(min=1.0)[..., None])
+        present.append(n > 0)
+    return torch.cat(outs, dim=-1), torch.stack(present, dim=-1)
+
+
+def clip_level_vector(feats: torch.Tensor, masks: torch.Tensor, layout: dict) -> torch.Tensor:
+    """``(B, sum(dim + 1))``: every clip-level stream once per window, then its presence flag."""
+    mean, present = window_mean(feats, masks, layout)
+    parts = []
+    for s in layout.get("clip_level") or []:
+        k = layout["streams"].index(s)
+        a, b = layout["offsets"][s]
+        p = present[:, 0, k : k + 1].to(feats.dtype)
+        parts += [mean[:, 0, a:b] * p, p]
+    return torch.cat(parts, dim=-1) if parts else feats.new_zeros(feats.shape[0], 0)
+
+
+def clip_level_dim(layout: dict) -> int:
+    return sum(layout["dims"][s] + 1 for s in layout.get("clip_level") or [])

@@ -12,7 +12,11 @@ window from whole-window statistics, like the functionals, but learned:
   MLP, softmax over the frames where that modality is present only; the pooled vector is the
   weighted mean and weighted standard deviation (masked frames never count, padding never counts);
   a modality absent from the whole window gives zeros and a 0 presence flag;
-* the modalities' pooled vectors (and presence flags) are concatenated, an MLP classifies.
+* the modalities' pooled vectors (and presence flags) are concatenated, an MLP classifies;
+* clip-level streams (one vector per sample, e.g. ``audio_functionals``: the manifest says
+  ``clip_level``) skip the TCN and the pooling: the vector and its presence flag go straight into
+  the pooled vector (openSMILE's whole-utterance functionals beside the statistics learned from
+  the LLD frames). A modality with only clip-level streams has no TCN.
 
 It returns per-frame logits: the window's logits repeated over its frames, so the one training
 loop, windowing (one window per clip when the clip fits ``--window``), stitching and clip
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from baselines.feature_fusion.layers import TCN
+from baselines.feature_fusion.layers import TCN, clip_level_dim, clip_level_vector, without_clip_level
 from baselines.feature_fusion.registry import FEATURE_MODELS
 from baselines.feature_fusion.spec import FrameModel, StreamModelSpec
 
@@ -61,12 +65,16 @@ class AttentiveStatsPool(nn.Module):
 class PooledFusion(FrameModel):
     def __init__(self, layout: dict, n_classes: int, channels, kernel_size=5, dropout=0.3,
                  attention=64, mlp=0, pool_raw=True):
-        super().__init__(layout)
+        super().__init__(without_clip_level(layout))  # the per-frame part: time-resolved streams only
+        self.full_layout = layout
         self.pool_raw = pool_raw
         self.tcns = nn.ModuleDict({m: TCN(self.modality_input_dim(m), channels, kernel_size, dropout) for m in self.modalities})
         dims = {m: self.tcns[m].out_dim + (self.modality_input_dim(m) if pool_raw else 0) for m in self.modalities}
         self.pools = nn.ModuleDict({m: AttentiveStatsPool(dims[m], attention) for m in self.modalities})
         fused = sum(2 * d + 1 for d in dims.values())  # mean, sd, presence flag per modality
+        fused += clip_level_dim(layout)  # clip-level vectors and their presence flags, as they are
+        if fused == 0:
+            raise ValueError("pooled fusion needs at least one stream")
         self.norm = nn.LayerNorm(fused)
         head: list[nn.Module] = [nn.Dropout(dropout)]
         if mlp > 0:
@@ -77,7 +85,7 @@ class PooledFusion(FrameModel):
 
     def clip_logits(self, feats: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """``(B, C)``: one decision per window from its present frames."""
-        xs, present = self.modality_inputs(feats, masks)
+        xs, present = self.modality_inputs(feats, masks) if self.modalities else ([], None)
         pooled = []
         for k, (m, x) in enumerate(zip(self.modalities, xs)):
             p = present[..., k]
@@ -86,6 +94,8 @@ class PooledFusion(FrameModel):
             if self.pool_raw:
                 h = torch.cat([h, x], dim=-1)
             pooled += [self.pools[m](h, p), p.any(dim=1, keepdim=True).to(h.dtype)]
+        if self.full_layout.get("clip_level"):
+            pooled.append(clip_level_vector(feats, masks, self.full_layout))
         return self.head(self.norm(torch.cat(pooled, dim=-1)))
 
     def frame_logits(self, feats: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
