@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from baselines.feature_fusion import train
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    own = argparse.ArgumentParser(add_help=False)
+    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # "--seed" is a member flag, not "--seeds"
     own.add_argument("--members", type=int, default=5, help="ensemble size (seeds seed, seed+1, ...)")
     own.add_argument("--seeds", default="", help="explicit comma-separated member seeds (overrides --members)")
     ns, rest = own.parse_known_args(argv)

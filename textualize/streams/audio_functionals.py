@@ -57,8 +57,9 @@ class AudioFunctionalsStream(StreamExtractor):
             self._names = sorted(str(k) for k in funcs)
         extra = sorted(set(map(str, funcs)) - set(self._names))
         if extra:
-            raise ValueError(f"functionals {extra[:3]}… not among the {len(self._names)} of earlier samples "
-                             "(cues from different prosody backends in one dataset); rebuild the cues with one backend")
+            raise ValueError(f"functionals {extra[:3]} are not among the {len(self._names)} of the first sample with "
+                             "functionals (cues from different prosody backends in one dataset, or a first cue-table row "
+                             "with empty cells); rebuild the cues with one backend or fill the row")
         row = [_number(funcs.get(n)) for n in self._names]
         ok = all(math.isfinite(v) for v in row)
         backend = getattr(getattr(prosody, "provenance", None), "backend", "opensmile") or "opensmile"
