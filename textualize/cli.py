@@ -324,7 +324,7 @@ def build_streams_cmd(
     streams: Optional[str] = typer.Option(
         None, "--streams", help="Comma-separated stream extractors (default: every registered stream of the "
         "dataset's modalities): face_au, face_blendshapes, face_landmarks, face_dlib, face_fer, audio_lld, "
-        "audio_whisper, text_emb."),
+        "audio_functionals (clip-level eGeMAPS functionals), audio_whisper, text_emb."),
     speaker_norm: Optional[bool] = typer.Option(
         None, "--speaker-norm/--no-speaker-norm", help="Z-score each stream per speaker from the speaker's own "
         "samples (no labels; train-split statistics for unknown or single-sample speakers). Default: the "
