@@ -1,6 +1,12 @@
 """ASR packing of short clips (``--asr-pack``), old beside new in one run, interleaved by set.
 
-    python bench/bench_asr_packing.py [--emodb 24] [--threads 2] [--window]
+    python bench/bench_asr_packing.py [--emodb 24] [--threads 2] [--window] [--no-espeak]
+
+Paths, each run on every set one after the other (same process, same load): per clip (old);
+packed, the clips of a pack decoded one by one (``batch_size=1``, PACK_VERSION 1); packed +
+batched (one ``generate``/``align`` call per pack, the default since PACK_VERSION 2); and
+packed + batched with greedy decoding (beam 1, i.e. ``--beam-size 1``). The whole audio step
+(ASR + prosody) is timed for per clip, packed and packed + batched; ASR alone for all four.
 
 old = the audio step per clip as ``extract-cues`` runs it without packing (ASR with prosody's
 first pass beside it, then prosody ``measure(words)`` and ``lld``). new = ``--asr-pack``: the
@@ -75,6 +81,9 @@ def main() -> None:
     ap.add_argument("--emodb", type=int, default=24)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--window", action="store_true", help="also the one-decode-per-pack variant")
+    ap.add_argument("--no-espeak", action="store_true", help="skip the espeak-ng sentences")
+    ap.add_argument("--asr-threads", type=int, default=None,
+                    help="CTranslate2 threads of the Whisper model (default: the backend's, min(4, CPUs))")
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -83,14 +92,19 @@ def main() -> None:
     from whisper.normalizers import EnglishTextNormalizer
 
     from bench.bench_audio_speed import _reset_memos
-    from textualize.audio_cues.asr_packing import PackedTranscriber, transcribe_in_background
+    from textualize.audio_cues.asr_packing import DECODE_BATCH, PackedTranscriber, transcribe_in_background
     from textualize.extract import CueExtractor, ExtractConfig
+    from textualize.registry import ASR_BACKENDS
 
     torch.set_num_threads(args.threads)
     ext = CueExtractor(ExtractConfig(visual=False))
+    if args.asr_threads:
+        ext.asr = ASR_BACKENDS.get("faster-whisper")(cpu_threads=args.asr_threads)
     asr, prosody = ext.asr, ext.prosody
+    greedy = ASR_BACKENDS.get("faster-whisper")(beam_size=1, **asr.model_kwargs)  # what --beam-size 1 builds
     clock: dict[str, float] = {}
     asr.model.model = _Timed(asr.model.model, clock)
+    greedy.model.model = _Timed(greedy.model.model, clock)
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(1)
@@ -108,8 +122,9 @@ def main() -> None:
 
     prosody_s = [0.0]
 
-    def new_step(audios):
-        futures = transcribe_in_background(asr, {i: (lambda a=a: a) for i, a in enumerate(audios)}, pool)
+    def new_step(audios, batch_size):
+        futures = transcribe_in_background(asr, {i: (lambda a=a: a) for i, a in enumerate(audios)}, pool,
+                                           batch_size=batch_size)
         out = []
         for i in range(len(audios)):
             a, tr = futures[i].result()
@@ -124,56 +139,79 @@ def main() -> None:
     def text(t):
         return normalise(getattr(t, "text", "")) or "<none>"
 
+    def timed(fn, *a):
+        c, t = time.process_time(), time.perf_counter()
+        out = fn(*a)
+        return out, time.perf_counter() - t, time.process_time() - c
+
     sets = _sets(args.emodb)
-    old_step(sets[-1][1][:1]), new_step(sets[-1][1][:2])  # warm-up
+    if args.no_espeak:
+        sets = [s for s in sets if "espeak" not in s[0]]
+    old_step(sets[-1][1][:1]), new_step(sets[-1][1][:2], DECODE_BATCH)  # warm-up
     load0 = os.getloadavg()
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, threads={args.threads}; "
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, threads={args.threads}, "
+          f"CTranslate2 threads={asr.model_kwargs['cpu_threads']}; "
           f"load average at start {load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f} (1/5/15 min)\n")
-    print("| input | audio s | path | wall s | clips/s | x real time | CPU s | ASR-only s | ASR x RT |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    agreement, profiles = [], []
+    step_rows, asr_rows, agreement, profiles = [], [], [], []
     for name, audios in sets:
         seconds = sum(a.size for a in audios) / 16_000
-        c = time.process_time(); t = time.perf_counter(); old = old_step(audios); t_old = time.perf_counter() - t
-        c_old = time.process_time() - c
-        prosody_s[0] = 0.0
-        c = time.process_time(); t = time.perf_counter(); new = new_step(audios); t_new = time.perf_counter() - t
-        c_new = time.process_time() - c
-        t_prosody = prosody_s[0]
-        t = time.perf_counter(); solo2 = [asr.transcribe(a) for a in audios]; t_asr_old = time.perf_counter() - t
-        clock.clear()
-        transcriber = PackedTranscriber(asr)
-        t = time.perf_counter(); packed = transcriber.transcribe_many(audios); t_asr_new = time.perf_counter() - t
-        prof = dict(clock, total=t_asr_new, prosody=t_prosody)
         n = len(audios)
-        for label, wall, cpu, asr_s in (("per clip (old)", t_old, c_old, t_asr_old), ("packed (new)", t_new, c_new, t_asr_new)):
-            print(f"| {name} | {seconds:.1f} | {label} | {wall:.2f} | {n / wall:.2f} | {seconds / wall:.1f} | "
-                  f"{cpu:.2f} | {asr_s:.2f} | {seconds / asr_s:.1f} |")
+        # the whole audio step (ASR + prosody), the three paths one after the other
+        old, t_old, c_old = timed(old_step, audios)
+        prosody_s[0] = 0.0
+        step_b1, t_b1, c_b1 = timed(new_step, audios, 1)
+        prosody_s[0] = 0.0
+        step_bb, t_bb, c_bb = timed(new_step, audios, DECODE_BATCH)
+        t_prosody = prosody_s[0]
+        for label, wall, cpu in (("per clip (old)", t_old, c_old), ("packed", t_b1, c_b1),
+                                 ("packed + batched (new)", t_bb, c_bb)):
+            step_rows.append(f"| {name} | {seconds:.1f} | {label} | {wall:.2f} | {n / wall:.2f} | {seconds / wall:.1f} | {cpu:.2f} |")
+        # ASR alone, four paths
+        solo2, t_solo, _ = timed(lambda: [asr.transcribe(a) for a in audios])
+        results = {}
+        for label, model, bs in (("packed", asr, 1), ("packed + batched", asr, DECODE_BATCH),
+                                 ("packed + batched, beam 1", greedy, DECODE_BATCH)):
+            clock.clear()
+            tr = PackedTranscriber(model, batch_size=bs)
+            out, wall, _ = timed(tr.transcribe_many, audios)
+            results[label] = (out, wall, tr.stats, dict(clock, total=wall))
         refs = [text(t) for t in old]
-        row = {"set": name, "n": n, "stats": transcriber.stats,
-               "wer_packed": jiwer.wer(refs, [text(t) for t in packed]),
-               "wer_packed_in_step": jiwer.wer(refs, [text(t) for t in new]),
-               "wer_solo_rerun": jiwer.wer(refs, [text(t) for t in solo2]),
-               "same_text": sum(a == b for a, b in zip(refs, [text(t) for t in packed]))}
+        asr_rows.append(f"| {name} | {seconds:.1f} | per clip (old) | {t_solo:.2f} | {n / t_solo:.2f} | {seconds / t_solo:.1f} | "
+                        f"{jiwer.wer(refs, [text(t) for t in solo2]):.3f} | {n}/{n} alone |")
+        for label, (out, wall, stats, prof) in results.items():
+            asr_rows.append(f"| {name} | {seconds:.1f} | {label} | {wall:.2f} | {n / wall:.2f} | {seconds / wall:.1f} | "
+                            f"{jiwer.wer(refs, [text(t) for t in out]):.3f} | "
+                            f"{stats['packed_clips']} in {stats['packs']} packs / {stats['fallback']} redone alone |")
+            profiles.append((name, label, prof))
+        row = {"set": name, "n": n,
+               "step_b1": jiwer.wer(refs, [text(t) for t in step_b1]),
+               "step_bb": jiwer.wer(refs, [text(t) for t in step_bb]),
+               "b1_vs_bb": jiwer.wer([text(t) for t in results["packed"][0]], [text(t) for t in results["packed + batched"][0]]),
+               "same_text": sum(a == text(b) for a, b in zip(refs, results["packed + batched"][0])),
+               "prosody": t_prosody}
         if args.window:
             w = PackedTranscriber(asr, mode="window").transcribe_many(audios)
             row["wer_window"] = jiwer.wer(refs, [text(t) for t in w])
         agreement.append(row)
-        profiles.append((name, prof))
-    print("\n| input | packed vs per-clip WER | same text | per-clip rerun WER | packed clips / fallbacks to per-clip |"
-          + (" one-decode-per-pack WER |" if args.window else ""))
-    print("|---|---:|---:|---:|---|" + ("---:|" if args.window else ""))
+    print("whole audio step (ASR + prosody):\n")
+    print("| input | audio s | path | wall s | clips/s | × real time | CPU s |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    print("\n".join(step_rows))
+    print("\nASR alone (WER against the per-clip transcripts of the step above):\n")
+    print("| input | audio s | path | wall s | clips/s | × real time | WER vs per clip | packed / redone alone |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
+    print("\n".join(asr_rows))
+    print("\n| input | packed vs per clip, in the step | packed + batched vs per clip, in the step | "
+          "packed vs packed + batched (ASR alone) | same text (batched) |" + (" one-decode-per-pack WER |" if args.window else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|" if args.window else ""))
     for r in agreement:
-        s = r["stats"]
-        print(f"| {r['set']} | {r['wer_packed']:.3f} (in the step: {r['wer_packed_in_step']:.3f}) | {r['same_text']}/{r['n']} | "
-              f"{r['wer_solo_rerun']:.3f} | {s['packed_clips']} in {s['packs']} packs / {s['fallback']} |"
+        print(f"| {r['set']} | {r['step_b1']:.3f} | {r['step_bb']:.3f} | {r['b1_vs_bb']:.3f} | {r['same_text']}/{r['n']} |"
               + (f" {r['wer_window']:.3f} |" if args.window else ""))
     print("\nwhere the packed ASR time goes (s):")
-    for name, p in profiles:
+    for name, label, p in profiles:
         other = p["total"] - p.get("encode", 0) - p.get("decode", 0) - p.get("align", 0)
-        print(f"  {name}: total {p['total']:.2f} = encoder {p.get('encode', 0):.2f} + decoding {p.get('decode', 0):.2f} "
-              f"+ word alignment {p.get('align', 0):.2f} + VAD/features/other {other:.2f}; "
-              f"prosody (measure + LLD, main thread, beside the ASR thread) {p['prosody']:.2f}")
+        print(f"  {name}, {label}: total {p['total']:.2f} = encoder {p.get('encode', 0):.2f} + decoding "
+              f"{p.get('decode', 0):.2f} + word alignment {p.get('align', 0):.2f} + VAD/features/other {other:.2f}")
     load1 = os.getloadavg()
     print(f"\nload average at end {load1[0]:.1f} / {load1[1]:.1f} / {load1[2]:.1f}")
     pool.shutdown()

@@ -46,7 +46,9 @@ MAX_CLIP_S = 10.0  # clips with more voiced audio than this are transcribed on t
 MAX_PACK_S = 29.0  # under the 30 s window, so the last clip's end timestamp fits
 TIME_STEP_S = 0.02  # Whisper's timestamp resolution: clips start on this grid
 CONTEXT_S = 0.5  # mode "encoder": silence each clip's decoder sees around it (half the gap)
-PACK_VERSION = 1  # part of the audio cache key when packing is on; bump when packed output changes
+DECODE_BATCH = 24  # mode "encoder": clips of a pack decoded (and aligned) per CTranslate2 call; 1 = one by one
+PACK_VERSION = 2  # part of the audio cache key when packing is on; bump when packed output changes
+# (2: the clips of a pack are decoded as one batch, DECODE_BATCH)
 
 
 @dataclass(frozen=True)
@@ -206,17 +208,27 @@ def _blank_memory(fw_model) -> np.ndarray:
 
 
 def decode_per_clip(fw_model, pack_audio: np.ndarray, slots: Sequence[Slot], options: dict[str, Any],
-                    language: str | None) -> tuple[list[list[dict]], _Info]:
+                    language: str | None, batch_size: int = 1) -> tuple[list[list[dict]], _Info]:
     """Mode "encoder": one encoder pass for the whole pack, then each clip decoded on its own.
 
     Each clip's decoder prompt is just start-of-transcript and the timestamp of the clip's start,
-    so no clip's text is ever in another clip's decoder context; timestamps beyond the clip's end
-    (+ ``TIMESTAMP_MARGIN_S``) are suppressed and tokens past its end dropped. Word times come
-    from the cross-attention alignment (DTW) of the clip's own tokens over that same view."""
+    so no clip's text is ever in another clip's decoder context. Word times come from the
+    cross-attention alignment (DTW) of the clip's own tokens over that same view.
+
+    ``batch_size`` > 1: up to that many clips' decodes run as one CTranslate2 ``generate`` call
+    (and their word alignments as one ``align`` call). Each batch row is still one clip's own view
+    (its encoder frames, Whisper's padding elsewhere) and its own prompt: beam search keeps each
+    row's hypotheses apart, so batching changes the arithmetic's grouping, not what a clip sees.
+    On 2 CPU cores a tiny.en decoder step is dominated by per-call overhead, which a batch shares
+    (bench/RESULTS.md). One thing differs from ``batch_size=1``: the length limit is the batch's
+    largest, and a clip's tokens are then cut to its own limit (only a looping decode reaches it;
+    Whisper's compression-ratio check sends such a clip to be redone alone)."""
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens, merge_punctuations
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tokenizer = Tokenizer(fw_model.hf_tokenizer, fw_model.model.is_multilingual, task="transcribe",
                           language=language or "en")
     features = fw_model.feature_extractor(pack_audio)
@@ -248,32 +260,48 @@ def decode_per_clip(fw_model, pack_audio: np.ndarray, slots: Sequence[Slot], opt
     blank = _blank_memory(fw_model)
     fps = 1.0 / (2 * fw_model.feature_extractor.time_per_frame)  # encoder frames per second (50)
     decoded: list[dict] = []
-    for s in slots:
-        # this clip's encoder frames in a window that is otherwise Whisper's padding, as in a solo
-        # decode: the encoder saw the whole pack, but no other clip's frames or text reach this decode
-        f0 = max(0, math.floor(s.offset_s * fps) - 1)
-        f1 = min(memory.shape[1], math.ceil(s.end_s * fps) + 1)
-        clip_memory = blank.copy()
-        clip_memory[:, f0:f1] = memory[:, f0:f1]
-        budget = max(16, math.ceil(s.length_s * 12) + 8)  # ~12 tokens/s of speech, generous
-        prompt = list(tokenizer.sot_sequence) + [ts_begin + round(s.offset_s / TIME_STEP_S)]
-        r = fw_model.model.generate(ctranslate2.StorageView.from_array(clip_memory), [prompt],
-                                    max_length=len(prompt) + budget, suppress_tokens=base_suppress,
-                                    max_initial_timestamp_index=n_ts, **decode_kwargs)[0]
-        best = max(range(len(r.sequences_ids)), key=lambda h: r.scores[h])
-        tokens = r.sequences_ids[best]
-        seq_len = len(tokens)
-        avg_logprob = float(r.scores[best] * (seq_len ** decode_kwargs["length_penalty"]) / (seq_len + 1))
-        text_tokens = [t for t in tokens if t < eot]
-        # word times: cross-attention alignment (DTW) of this clip's tokens over the same view,
-        # up to the clip's end (mel frames)
-        words = (fw_model.find_alignment(tokenizer, [text_tokens], ctranslate2.StorageView.from_array(clip_memory),
-                                         min(content_frames, 2 * f1))[0] if text_tokens else [])
-        decoded.append({"tokens": text_tokens, "avg_logprob": avg_logprob, "no_speech_prob": float(r.no_speech_prob),
-                        "words": words})
-    per_clip_words = [d["words"] for d in decoded]
+    for b0 in range(0, len(slots), batch_size):
+        batch = slots[b0:b0 + batch_size]
+        # each clip's encoder frames in a window that is otherwise Whisper's padding, as in a solo
+        # decode: the encoder saw the whole pack, but no other clip's frames or text reach its decode
+        # (the whole 1500-frame view: cropping it to the clip and some padding around it changed
+        # the transcripts, WER 0.05-0.8 against the full view on CREMA-D; bench/RESULTS.md)
+        views = np.repeat(blank, len(batch), axis=0)
+        ends, budgets, prompts = [], [], []
+        for k, s in enumerate(batch):
+            f0 = max(0, math.floor(s.offset_s * fps) - 1)
+            f1 = min(memory.shape[1], math.ceil(s.end_s * fps) + 1)
+            views[k, f0:f1] = memory[0, f0:f1]
+            ends.append(f1)
+            budgets.append(max(16, math.ceil(s.length_s * 12) + 8))  # ~12 tokens/s of speech, generous
+            prompts.append(list(tokenizer.sot_sequence) + [ts_begin + round(s.offset_s / TIME_STEP_S)])
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(views))
+        results = fw_model.model.generate(view, prompts, max_length=len(prompts[0]) + max(budgets),
+                                          suppress_tokens=base_suppress, max_initial_timestamp_index=n_ts,
+                                          **decode_kwargs)
+        rows = []
+        for k, r in enumerate(results):
+            best = max(range(len(r.sequences_ids)), key=lambda h: r.scores[h])
+            tokens = r.sequences_ids[best]
+            seq_len = len(tokens)
+            avg_logprob = float(r.scores[best] * (seq_len ** decode_kwargs["length_penalty"]) / (seq_len + 1))
+            text_tokens = [t for t in tokens[:budgets[k]] if t < eot]
+            rows.append({"tokens": text_tokens, "avg_logprob": avg_logprob, "no_speech_prob": float(r.no_speech_prob),
+                         "words": []})
+        # word times: cross-attention alignment (DTW) of each clip's tokens over its own view, up to
+        # the clip's end (mel frames); clips with no text are left out of the batch
+        todo = [k for k, row in enumerate(rows) if row["tokens"]]
+        if todo:
+            aligned_view = view if len(todo) == len(rows) else ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(views[todo]))
+            words = fw_model.find_alignment(tokenizer, [rows[k]["tokens"] for k in todo], aligned_view,
+                                            [min(content_frames, 2 * ends[k]) for k in todo])
+            for k, w in zip(todo, words):
+                rows[k]["words"] = w
+        decoded.extend(rows)
     out: list[list[dict]] = []
-    for s, d, words in zip(slots, decoded, per_clip_words):
+    for s, d in zip(slots, decoded):
+        words = d["words"]
         merge_punctuations(words, options.get("prepend_punctuations", "\"'“¿([{-"),
                            options.get("append_punctuations", "\"'.。,，!！?？:：”)]}、"))
         words = [w for w in words if w["word"]]
@@ -300,10 +328,12 @@ class PackedTranscriber:
     MODES = ("encoder", "window")
 
     def __init__(self, asr, max_clip_s: float = MAX_CLIP_S, max_pack_s: float = MAX_PACK_S, gap_s: float = GAP_S,
-                 mode: str = "encoder"):
+                 mode: str = "encoder", batch_size: int = DECODE_BATCH):
         if mode not in self.MODES:
             raise ValueError(f"packing mode must be one of {self.MODES}, got {mode!r}")
-        self.asr, self.mode = asr, mode
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size (clips decoded per call) must be >= 1, got {batch_size!r}")
+        self.asr, self.mode, self.batch_size = asr, mode, int(batch_size)
         self.max_clip_s, self.max_pack_s, self.gap_s = float(max_clip_s), float(max_pack_s), float(gap_s)
         self.stats = {"packs": 0, "packed_clips": 0, "alone": 0, "fallback": 0}
 
@@ -364,7 +394,7 @@ class PackedTranscriber:
                                                            vad_filter=False, **options)
                 per_slot = split_segments(list(segments_iter), slots)
             else:
-                per_slot, info = decode_per_clip(asr.model, pack_audio, slots, options, language)
+                per_slot, info = decode_per_clip(asr.model, pack_audio, slots, options, language, self.batch_size)
         except Exception as e:  # the pack failed as a whole: each clip on its own, its own errors
             for s in slots:
                 self._run_alone(s.index, audios[s.index], sample_rate, futures, reason=f"pack_failed: {type(e).__name__}")
@@ -403,9 +433,15 @@ class PackedTranscriber:
         asr = self.asr
         if not asr.multilingual:
             extra["language_note"] = english_only_note(asr.language)
-        extra.update(pipeline="packed", pack={"mode": self.mode, "clips": n_clips, "offset_s": round(slot.offset_s, 3), "gap_s": self.gap_s,
-                                              "max_pack_s": self.max_pack_s, "max_clip_s": self.max_clip_s,
-                                              "version": PACK_VERSION},
+        pack = {"mode": self.mode, "clips": n_clips, "offset_s": round(slot.offset_s, 3), "gap_s": self.gap_s,
+                "max_pack_s": self.max_pack_s, "max_clip_s": self.max_clip_s, "version": PACK_VERSION,
+                # how this clip was decoded: its own prompt and encoder view, beam as in the options,
+                # in one batched generate/align call with up to decode_batch clips of its pack
+                "decoding": "own_view_batched" if self.mode == "encoder" and self.batch_size > 1 else
+                            ("own_view" if self.mode == "encoder" else "whole_window"),
+                "decode_batch": min(self.batch_size, n_clips) if self.mode == "encoder" else None,
+                "beam_size": int(asr.transcribe_options.get("beam_size", 5))}
+        extra.update(pipeline="packed", pack=pack,
                      condition_on_previous_text=False)
         return Transcript(
             text=" ".join(s.text for s in segments),
