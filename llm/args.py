@@ -84,7 +84,7 @@ class ScriptArguments:
         metadata={"help": "Generative/zero-shot decoders: a label's score is the sum or the mean of its tokens' "
                           "log-probabilities.", "choices": ["sum", "mean"]},
     )
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows (debugging)."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Train on a random N training rows (seeded by --seed; budget runs and debugging)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N rows of each evaluated split (debugging)."})
 
 

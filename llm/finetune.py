@@ -224,8 +224,9 @@ def run_once(script_args, model_args, training_args, dd, classes, run_dir: Path,
     sw = Stopwatch()
     training_args.output_dir = str(run_dir)
     set_seed(training_args.seed)
-    if script_args.max_train_samples and "train" in dd:
-        dd["train"] = dd["train"].select(range(min(script_args.max_train_samples, len(dd["train"]))))
+    if script_args.max_train_samples and "train" in dd and script_args.max_train_samples < len(dd["train"]):
+        # a seeded random subset, not the first rows: corpora are stored by dialogue or speaker
+        dd["train"] = dd["train"].shuffle(seed=training_args.seed).select(range(script_args.max_train_samples))
     if script_args.max_eval_samples:
         for s in dd:
             if s != "train":
