@@ -72,11 +72,12 @@ class ScriptArguments:
         metadata={"help": "Encoders: learning rate of layer l = lr * decay^(L-l) (1.0 = off); the head keeps lr."},
     )
     pooling: str = field(
-        default="cls",
+        default="auto",
         metadata={"help": "Encoders: what the classification head reads. cls = the model's own head (CLS token and "
                           "pooler); mean = masked mean of the last hidden states, then dropout and a linear layer (the "
                           "pooling sentence-transformers checkpoints such as the offline MiniLM were trained with); "
-                          "auto = mean when the model folder declares mean pooling (1_Pooling/config.json), else cls.",
+                          "auto (default) = mean when the model folder declares mean pooling (1_Pooling/config.json), else cls. "
+                          "On MELD dev MiniLM-L6 reached 59.4 weighted F1 with mean against 55.3 with cls (bench/RESULTS.md).",
                   "choices": ["cls", "mean", "auto"]},
     )
     label_scoring: str = field(

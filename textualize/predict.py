@@ -326,6 +326,9 @@ class TextPredictor:
         self.tconfig = TextualizeConfig.from_build(self.ctx.build)
         self.modalities = tuple(m for m in ("text", "face", "voice") if m in self.ctx.build.modalities)
         self.script = SimpleNamespace(**cfg.get("script", {}))
+        pooling = (info.get("describe") or {}).get("pooling")
+        if pooling:  # the head the weights were trained with, not `auto` re-resolved against another folder
+            self.script.pooling = pooling
         self.model_args = SimpleNamespace(**cfg.get("model", {}))
         self.family = info.get("family") or "encoder"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
