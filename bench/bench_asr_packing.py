@@ -26,10 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/bench_asr_packing.py` imports bench.bench_audio_speed
+    sys.path.insert(0, str(REPO))
 
 
 def _sets(n_emodb: int):
