@@ -197,14 +197,9 @@ def test_tiny_random_models_learn_a_class_shown_only_in_the_functionals(cls, lay
     if layout is ONLY_FUNCS:
         feats, masks = feats[..., 4:], masks[..., 1:]
     labels = y[:, None].expand(-1, 5).clone()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(40):
-        opt.zero_grad()
-        loss = model(feats=feats, masks=masks, labels=labels)["loss"]
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    from tests.test_pooled_fusion import adam_losses
+
+    losses = adam_losses(model, 40, feats=feats, masks=masks, labels=labels)
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -89,15 +89,21 @@ def test_tiny_random_pooled_few_steps_reduce_the_loss():
     feats[..., 7] += 1.5 * y[:, None].float()  # the class shows in one voice dimension
     masks = torch.ones(24, 8, 2, dtype=torch.bool)
     labels = y[:, None].expand(-1, 8).clone()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = adam_losses(model, 30, feats=feats, masks=masks, labels=labels)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def adam_losses(model, steps: int, lr: float = 1e-2, **batch) -> list[float]:
+    """The training loss of ``steps`` full-batch Adam steps on one batch (a fusion model's forward)."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    for _ in range(30):
+    for _ in range(steps):
         opt.zero_grad()
-        loss = model(feats=feats, masks=masks, labels=labels)["loss"]
+        loss = model(**batch)["loss"]
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
+    return losses
 
 
 def test_tiny_random_pooled_trains_through_train_py(tmp_path):
