@@ -55,10 +55,16 @@ def runs(crema_d, tmp_path_factory):
     train_text(["--dataset", str(ds), "--model", str(bert), "--output_dir", str(text), "--num_train_epochs", "1",
                 "--eval_strategy", "no", "--save_strategy", "no", "--predict_splits", "test", "--report_to", "none",
                 "--max_length", "64", "--learning_rate", "1e-3", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"])
+    # the same tiny body read through mean pooling (--pooling mean): predict must rebuild that head
+    text_mean = tmp / "runs" / "text_mean"
+    train_text(["--dataset", str(ds), "--model", str(bert), "--output_dir", str(text_mean), "--num_train_epochs", "1",
+                "--eval_strategy", "no", "--save_strategy", "no", "--predict_splits", "test", "--report_to", "none",
+                "--max_length", "64", "--learning_rate", "1e-3", "--per_device_train_batch_size", "8", "--disable_tqdm", "true",
+                "--pooling", "mean"])
     train_feature(["--dataset", str(ds), "--model", "lfan", "--output_dir", str(feature), "--num_train_epochs", "1",
                    "--window", "20", "--hop", "10", "--tcn_channels", "8", "--modal_dim", "8", "--report_to", "none",
                    "--per_device_train_batch_size", "4", "--learning_rate", "1e-2"])
-    return {"dataset": ds, "text": text, "feature": feature, "tmp": tmp}
+    return {"dataset": ds, "text": text, "text_mean": text_mean, "feature": feature, "tmp": tmp}
 
 
 def _test_clips(crema_d):
@@ -75,9 +81,9 @@ def test_tiny_random_text_and_lfan_runs_reproduce_their_test_predictions(runs, c
 
     dd = load_from_disk(str(runs["dataset"]))
     prompts = dict(zip(dd["test"]["id"], dd["test"]["text"]))
-    for kind in ("text", "feature"):
+    for kind in ("text", "text_mean", "feature"):
         pred = load_predictor(runs[kind])
-        assert pred.approach == kind
+        assert pred.approach == kind.split("_")[0]
         res = predict_paths(_test_clips(crema_d), [pred], PredictConfig(out=tmp_path / kind, progress=False, batch=1))
         assert not res["failures"], res["failures"]
         saved = read_run(runs[kind]).predictions("test")
@@ -86,9 +92,9 @@ def test_tiny_random_text_and_lfan_runs_reproduce_their_test_predictions(runs, c
             got = np.asarray([r["probs"][c] for c in saved.classes])
             np.testing.assert_allclose(got, want, atol=2e-4, err_msg=f"{kind} {r['id']}")
             assert 0 <= r["entropy"] <= 1
-            if kind == "text":
+            if kind.startswith("text"):
                 assert result["details"][0]["prompt"] == prompts[r["id"]]
-        if kind == "text":
+        if kind.startswith("text"):
             assert pred.model_loads == 1
         rows = [json.loads(x) for x in (tmp_path / kind / "predictions.jsonl").read_text().splitlines()]
         assert {x["id"] for x in rows} == {p.stem for p in _test_clips(crema_d)}
