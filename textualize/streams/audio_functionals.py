@@ -80,8 +80,3 @@ def _number(v: Any) -> float:
         return math.nan
     return x
 
-
-def clip_level_streams(manifest: dict[str, Any], streams: list[str]) -> list[str]:
-    """The streams of ``streams`` whose manifest entry says they hold one vector per sample."""
-    entries = manifest.get("streams") or {}
-    return [s for s in streams if (entries.get(s) or {}).get("clip_level")]
