@@ -1,5 +1,6 @@
 """The faster audio step: prosody primed beside ASR gives the same cues as one after the other;
-faster-whisper's batched pipeline (opt-in, off by default) still gives words with timestamps."""
+faster-whisper's batched pipeline (opt-in, off by default) still gives words with timestamps, and
+long voiced stretches are cut into windows that fit Whisper's 30 s."""
 from __future__ import annotations
 
 import math
@@ -66,8 +67,50 @@ def test_batched_pipeline_on_long_audio_keeps_word_timestamps(extractor, crema_d
     assert [w.start_s for w in words] == sorted(w.start_s for w in words)
 
 
+def test_voiced_windows_cut_between_chunks_and_fit_30_s():
+    from textualize.audio_cues.asr_faster_whisper import voiced_windows
+
+    sr = 16_000
+    chunks = [{"start": a * sr, "end": b * sr} for a, b in [(0, 12), (13, 25), (27, 33), (40, 75), (80, 81)]]
+    windows = voiced_windows(chunks, window_s=30.0)
+    # voiced time: 12 + 12 + 6 = 30 s fits one window; the 35 s chunk stands alone; then 1 s
+    assert windows == [{"start": 0.0, "end": 30.0}, {"start": 30.0, "end": 65.0}, {"start": 65.0, "end": 66.0}]
+    assert voiced_windows([]) == []
+
+
+@pytest.mark.slow
+def test_batched_pipeline_splits_a_long_voiced_stretch_into_whole_windows(extractor, espeak_wav):
+    """Regression: one voiced stretch over 30 s (pauses under Silero's 2 s) once made faster-whisper's
+    batched pipeline align over more mel frames than its window held and abort the process."""
+    from textualize.audio_cues.asr_faster_whisper import speech_chunks
+
+    sentence = load_audio(espeak_wav, 16_000)
+    gap = np.zeros(int(0.3 * 16_000), np.float32)
+    audio = np.concatenate([x for _ in range(8) for x in (sentence, gap)])  # ~49 s, 8 x 16 words
+    asr = extractor.asr
+    (chunk,), _ = speech_chunks(audio, asr._vad_options)  # Silero alone: one 49 s stretch
+    assert (chunk["end"] - chunk["start"]) / 16_000 > 40
+    old = asr.batched_min_s
+    try:
+        asr.batched_min_s = 30.0
+        t = asr.transcribe(audio, 16_000)
+    finally:
+        asr.batched_min_s = old
+    assert isinstance(t, Transcript) and t.provenance.params["pipeline"] == "batched"
+    assert t.provenance.params["windows"] == 2
+    assert all(b - a <= 29.0 + 1e-6 for a, b in t.vad_segments)  # the gate's cut when batching
+    words = t.words
+    assert 8 * 16 * 0.9 <= len(words) <= 8 * 16 * 1.1
+    assert all(0 <= w.start_s <= w.end_s <= t.duration_s + 1e-6 for w in words)
+    assert [w.start_s for w in words] == sorted(w.start_s for w in words)
+    assert words[-1].end_s > t.duration_s - 3.0  # the end is transcribed, not cut off
+
+
 def test_batched_options_are_checked():
+    from textualize.extract import CueExtractor, ExtractConfig
     from textualize.registry import ASR_BACKENDS
+
+    assert CueExtractor(ExtractConfig(visual=False, asr_batched_min_s=60)).asr.batched_min_s == 60.0
 
     cls = ASR_BACKENDS.get("faster-whisper")
     with pytest.raises(ValueError, match="batched_min_s"):

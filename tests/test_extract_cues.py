@@ -229,3 +229,31 @@ def test_batch_sizes_are_speed_settings_not_cache_keys(monkeypatch, tmp_path):
                                           "--face-batch-size", "32", "--asr-batch-size", "16"])
     assert "stop here" in result.output, result.output
     assert (seen["config"].face_batch_size, seen["config"].asr_batch_size) == (32, 16)
+
+
+def test_batched_asr_on_long_audio_is_a_cache_key_and_reaches_the_backend(monkeypatch, tmp_path):
+    """--asr-batched-min-s changes transcripts (windows not conditioned on each other), so it is part
+    of the audio part's key; left unset, keys made before the option existed stay valid."""
+    from typer.testing import CliRunner
+
+    import textualize.cli as cli
+    import textualize.extract as extract
+    from textualize.extract import ExtractConfig, part_keys
+
+    base = part_keys("ab" * 32, ExtractConfig())
+    batched = part_keys("ab" * 32, ExtractConfig(asr_batched_min_s=60))
+    assert batched["audio"] != base["audio"] and batched["visual"] == base["visual"]
+    assert "asr_batched_min_s" not in ExtractConfig().part_params()["audio"]
+    seen = {}
+
+    def fake_run(items, out, config, **kw):
+        seen["config"] = config
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(extract, "run_extraction", fake_run)
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    result = CliRunner().invoke(cli.app, ["extract-cues", str(clip), "--out", str(tmp_path / "cues"),
+                                          "--asr-batched-min-s", "60"])
+    assert "stop here" in result.output, result.output
+    assert seen["config"].asr_batched_min_s == 60.0

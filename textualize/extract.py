@@ -56,6 +56,9 @@ class ExtractConfig:
     visual: bool = True
     save_sequences: bool = True
     asr_pack_short_clips: bool = False  # short clips share Whisper encoder windows (audio_cues/asr_packing.py)
+    # audio at least this long (s) goes through faster-whisper's batched pipeline: windows decoded
+    # side by side, not conditioned on the previous window's text; None: never (asr_faster_whisper.py)
+    asr_batched_min_s: float | None = None
     # speed/memory only, so not in the cache keys (a GPU worker takes larger batches):
     face_batch_size: int = 4  # sampled frames per face-detector call
     asr_batch_size: int | None = None  # faster-whisper's batched pipeline (long audio, opt-in); None: backend default
@@ -75,6 +78,8 @@ class ExtractConfig:
                 from textualize.audio_cues.asr_packing import PACK_VERSION
 
                 parts["audio"]["asr_pack"] = PACK_VERSION
+            if self.asr_batched_min_s is not None:  # likewise: caches made without it keep their keys
+                parts["audio"]["asr_batched_min_s"] = float(self.asr_batched_min_s)
             # a prosody backend that measures more (its ``version``) redoes the audio part only
             parts["audio"]["prosody_version"] = getattr(PROSODY_BACKENDS.get(self.prosody), "version", 1)
         if self.visual:
@@ -120,6 +125,8 @@ class CueExtractor:
         self.asr = self.prosody = self.au = self.detector = None
         if config.audio:
             batch = {"batch_size": config.asr_batch_size} if config.asr_batch_size else {}
+            if config.asr_batched_min_s is not None:
+                batch["batched_min_s"] = float(config.asr_batched_min_s)
             self.asr = ASR_BACKENDS.get(config.asr)(
                 model=config.asr_model, device=device, language=config.language, beam_size=config.beam_size, **batch
             )

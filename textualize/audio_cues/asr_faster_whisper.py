@@ -10,6 +10,7 @@ voice-activity spans and the same input checks.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -32,12 +33,14 @@ from textualize.registry import ASR_BACKENDS
 DEFAULT_MODEL = "whisper-tiny.en-ct2"
 MIN_DURATION_S = 0.1  # below this Whisper's 10 ms frames give it nothing to decode
 DEFAULT_BEAM_SIZE = 5  # faster-whisper's default; the openai-whisper backend uses the same
-# Audio at least this long would be decoded with the batched pipeline. Off (None) by default: with
-# word timestamps, faster-whisper 1.2.1 / CTranslate2 4.8.5's batched path aborted the process
-# ("double free or corruption" in find_alignment -> model.align) on 106 s of espeak-ng speech on
-# this machine (bench/RESULTS.md), a native crash no try/except can catch (cf. SYSTRAN/faster-whisper
-# #1342, OpenNMT/CTranslate2 #2065). Opt in with batched_min_s=SECONDS.
+# Audio at least this long is decoded with faster-whisper's batched pipeline (None: never). Its
+# windows are groups of the gate's voiced chunks, each group at most WINDOW_S of voiced audio, so no
+# window overflows Whisper's 30 s. (Handing the pipeline VadOptions whose max_speech_duration_s is
+# Silero's default, infinity, made it build a 106 s "window" and align over 10,600 mel frames of a
+# 3,000-frame encoder output: the "double free or corruption" abort of bench/RESULTS.md.)
 BATCHED_MIN_S = None
+WINDOW_S = 30.0  # Whisper's window: the most voiced audio one batched window holds
+MAX_CHUNK_S = 29.0  # the gate splits longer voiced stretches (at its longest silence) when batching
 BATCH_SIZE = 8
 
 
@@ -100,6 +103,23 @@ def speech_or_missing(audio: Any, sample_rate: int, vad: Any):
         band = "narrowband (telephone) audio, 8 kHz model" if extra["vad_gate"]["narrowband"] else "16 kHz model"
         return MissingCue("no_speech", detail=f"{NO_VOICE_ACTIVITY} in {duration:.2f} s of audio ({band})")
     return audio, extra, duration, chunks, chunk_spans(chunks, len(audio))
+
+
+def voiced_windows(chunks: list[dict[str, int]], window_s: float = WINDOW_S) -> list[dict[str, float]]:
+    """Batched-pipeline windows over the voiced audio joined up (seconds of voiced time): runs of
+    consecutive VAD chunks holding at most ``window_s`` of audio, cut only between chunks (a chunk
+    longer than a window, which the gate avoids, gets a window of its own)."""
+    windows: list[dict[str, float]] = []
+    start = cursor = 0
+    for c in chunks:
+        n = int(c["end"]) - int(c["start"])
+        if cursor > start and (cursor + n - start) / SAMPLE_RATE > window_s:
+            windows.append({"start": start / SAMPLE_RATE, "end": cursor / SAMPLE_RATE})
+            start = cursor
+        cursor += n
+    if cursor > start:
+        windows.append({"start": start / SAMPLE_RATE, "end": cursor / SAMPLE_RATE})
+    return windows
 
 
 def english_only_note(requested_language: str | None) -> str:
@@ -190,8 +210,16 @@ class FasterWhisperASR:
 
         return PackedTranscriber(self, **pack_options).transcribe_many(audios, sample_rate)
 
+    def batches(self, duration_s: float) -> bool:
+        """Whether audio of this length goes through the batched pipeline."""
+        return self.batched_min_s is not None and duration_s >= float(self.batched_min_s)
+
     def transcribe(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Transcript | MissingCue:
-        gated = speech_or_missing(audio, sample_rate, self._vad_options)
+        batched = isinstance(audio, np.ndarray) and self.batches(audio.shape[-1] / max(int(sample_rate), 1))
+        vad = self._vad_options
+        if batched:  # every voiced chunk fits a window (Silero cuts at its longest pause first)
+            vad = dataclasses.replace(vad, max_speech_duration_s=min(vad.max_speech_duration_s, MAX_CHUNK_S))
+        gated = speech_or_missing(audio, sample_rate, vad)
         if isinstance(gated, MissingCue):
             return gated
         audio, extra, duration, chunks, spans = gated
@@ -201,23 +229,28 @@ class FasterWhisperASR:
         language = self.language if self.multilingual else None
         if not self.multilingual:
             extra["language_note"] = english_only_note(self.language)
-        if self.batched_min_s is not None and duration >= float(self.batched_min_s):
+        voiced = np.concatenate(collect_chunks(audio, chunks)[0], axis=0)
+        if batched:
             import faster_whisper
 
             if self._batched is None:
                 self._batched = faster_whisper.BatchedInferencePipeline(self.model)
                 allowed = set(inspect.signature(self._batched.transcribe).parameters)
                 self._batched_options = {k: v for k, v in self.transcribe_options.items() if k in allowed}
-            extra.update(pipeline="batched", batch_size=self.batch_size)
+            windows = voiced_windows(chunks)
+            extra.update(pipeline="batched", batch_size=self.batch_size, windows=len(windows))
+            # the voiced audio joined up, as on the sequential path, cut into windows at chunk
+            # boundaries; each window decoded on its own (no previous-text conditioning), batch_size
+            # windows per encoder/decoder call
             segments_iter, info = self._batched.transcribe(
-                audio, language=language, word_timestamps=True, vad_filter=True,
-                vad_parameters=self._vad_options, batch_size=self.batch_size, **self._batched_options,
+                voiced, language=language, word_timestamps=True, vad_filter=False, clip_timestamps=windows,
+                batch_size=self.batch_size, **self._batched_options,
             )
+            segments_iter = restore_speech_timestamps(segments_iter, chunks, SAMPLE_RATE)
         else:
             extra["pipeline"] = "sequential"
             # faster-whisper's own vad_filter path, fed with the gate's chunks: decode the voiced audio
             # joined up, then map times back (its bundled 16 kHz VAD misses narrowband speech)
-            voiced = np.concatenate(collect_chunks(audio, chunks)[0], axis=0)
             segments_iter, info = self.model.transcribe(
                 voiced, language=language, word_timestamps=True, vad_filter=False, **self.transcribe_options,
             )
