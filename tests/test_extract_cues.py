@@ -208,52 +208,41 @@ def test_sound_without_voice_is_not_described_as_a_voice(tmp_path, pyfeat_data):
 def test_batch_sizes_are_speed_settings_not_cache_keys(monkeypatch, tmp_path):
     """--face-batch-size / --asr-batch-size reach the extractor and leave the cache keys alone, so a
     GPU worker with large batches reuses (and writes) the same cue cache as a CPU run."""
-    from typer.testing import CliRunner
-
-    import textualize.cli as cli
     from textualize.extract import ExtractConfig, part_keys
 
     assert part_keys("ab" * 32, ExtractConfig()) == part_keys("ab" * 32, ExtractConfig(face_batch_size=32, asr_batch_size=16))
+    config = _config_from_cli(monkeypatch, tmp_path, "--face-batch-size", "32", "--asr-batch-size", "16")
+    assert (config.face_batch_size, config.asr_batch_size) == (32, 16)
+
+
+def _config_from_cli(monkeypatch, tmp_path, *options):
+    """The ExtractConfig that `textualize extract-cues CLIP --out DIR OPTIONS` hands to the run."""
+    from typer.testing import CliRunner
+
+    import textualize.cli as cli
+    import textualize.extract as extract
+
     seen = {}
 
     def fake_run(items, out, config, **kw):
         seen["config"] = config
         raise ValueError("stop here")
 
-    import textualize.extract as extract
-
     monkeypatch.setattr(extract, "run_extraction", fake_run)
     clip = tmp_path / "a.wav"
     clip.write_bytes(b"RIFF")
-    result = CliRunner().invoke(cli.app, ["extract-cues", str(clip), "--out", str(tmp_path / "cues"),
-                                          "--face-batch-size", "32", "--asr-batch-size", "16"])
+    result = CliRunner().invoke(cli.app, ["extract-cues", str(clip), "--out", str(tmp_path / "cues"), *options])
     assert "stop here" in result.output, result.output
-    assert (seen["config"].face_batch_size, seen["config"].asr_batch_size) == (32, 16)
+    return seen["config"]
 
 
 def test_batched_asr_on_long_audio_is_a_cache_key_and_reaches_the_backend(monkeypatch, tmp_path):
     """--asr-batched-min-s changes transcripts (windows not conditioned on each other), so it is part
     of the audio part's key; left unset, keys made before the option existed stay valid."""
-    from typer.testing import CliRunner
-
-    import textualize.cli as cli
-    import textualize.extract as extract
     from textualize.extract import ExtractConfig, part_keys
 
     base = part_keys("ab" * 32, ExtractConfig())
     batched = part_keys("ab" * 32, ExtractConfig(asr_batched_min_s=60))
     assert batched["audio"] != base["audio"] and batched["visual"] == base["visual"]
     assert "asr_batched_min_s" not in ExtractConfig().part_params()["audio"]
-    seen = {}
-
-    def fake_run(items, out, config, **kw):
-        seen["config"] = config
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(extract, "run_extraction", fake_run)
-    clip = tmp_path / "a.wav"
-    clip.write_bytes(b"RIFF")
-    result = CliRunner().invoke(cli.app, ["extract-cues", str(clip), "--out", str(tmp_path / "cues"),
-                                          "--asr-batched-min-s", "60"])
-    assert "stop here" in result.output, result.output
-    assert seen["config"].asr_batched_min_s == 60.0
+    assert _config_from_cli(monkeypatch, tmp_path, "--asr-batched-min-s", "60").asr_batched_min_s == 60.0
