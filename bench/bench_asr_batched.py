@@ -13,7 +13,7 @@ the same process with the same loaded model, alternating which goes first:
 - the whole audio step (ASR with prosody's first pass beside it, then ``measure(words)`` and
   ``lld``), as ``extract-cues`` runs it, with each ASR path;
 - word error rate of each transcript against the passage text (Whisper's EnglishTextNormalizer),
-  and the median gap between the two paths' start times of the words they share in order.
+  and the median gap between a word's start on the two paths (nearest same word in time).
 
 Offline defaults: Whisper tiny.en int8, beam 5, Silero VAD, word timestamps, openSMILE eGeMAPS.
 The load average is printed: other jobs on the machine depress every wall-clock figure alike.
@@ -41,15 +41,22 @@ def wer(ref: str, hyp: str) -> float:
 
 
 def start_gap_s(a, b) -> float:
-    """Median |start difference| over the words both transcripts share, matched in order."""
-    import difflib
+    """Median over a's words of |start - start of the nearest word of b with the same text| (nearest
+    in time: the passage repeats, so matching by order alone would pair different readings)."""
+    import bisect
 
-    wa = [w.text.lower().strip(".,!?;:\"'") for w in a.words]
-    wb = [w.text.lower().strip(".,!?;:\"'") for w in b.words]
+    def key(w):
+        return w.text.lower().strip(".,!?;:\"'")
+
+    starts: dict[str, list[float]] = {}
+    for w in b.words:
+        starts.setdefault(key(w), []).append(w.start_s)
     gaps = []
-    for block in difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            gaps.append(abs(a.words[block.a + k].start_s - b.words[block.b + k].start_s))
+    for w in a.words:
+        s = sorted(starts.get(key(w), []))
+        if s:
+            i = bisect.bisect_left(s, w.start_s)
+            gaps.append(min(abs(w.start_s - s[j]) for j in (i - 1, i) if 0 <= j < len(s)))
     return float(np.median(gaps)) if gaps else float("nan")
 
 

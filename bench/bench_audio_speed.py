@@ -5,7 +5,7 @@
 old = the audio step as it was: ASR, then prosody ``measure(words)``, then ``lld`` (one after the
 other). new = the audio step now: the prosody backend's word-independent pass runs in a thread
 beside ASR; ``--batched-min-s S`` also sends audio of at least S seconds through faster-whisper's
-BatchedInferencePipeline (off by default: it crashed natively here, see asr_faster_whisper.py). Both use the offline
+BatchedInferencePipeline (opt-in; bench_asr_batched.py measures it on long audio). Both use the offline
 defaults (Whisper tiny.en int8 beam 5, openSMILE eGeMAPS) through ``textualize.extract.Extractor``
 with the same loaded models; the prosody backend's per-clip memo is cleared before every run so
 neither variant reuses the other's work. Short clips: EmoDB utterances (2-3 s; the MELD case),
