@@ -74,7 +74,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
     from bench.bench_audio_cues import PASSAGE, VOICES, espeak
-    from bench.bench_audio_speed import _reset_memos
+    from bench.bench_audio_speed import audio_step
     from textualize.extract import CueExtractor, ExtractConfig
 
     ext = CueExtractor(ExtractConfig(visual=False, beam_size=args.beam_size))
@@ -90,16 +90,6 @@ def main() -> None:
         t = asr.transcribe(audio, 16_000)
         return t, time.perf_counter() - t0, time.process_time() - c0
 
-    def whole_step(audio, batched: bool):
-        asr.batched_min_s = 1.0 if batched else None
-        _reset_memos(ext.prosody)
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        t = ext._transcribe_priming_prosody(audio)
-        ext.prosody.measure(audio, 16_000, words=getattr(t, "words", None))
-        ext.prosody.lld(audio, 16_000)
-        return time.perf_counter() - t0, time.process_time() - c0
-
     asr_only(passages[0][: 16_000 * 5], False), asr_only(passages[0][: 16_000 * 5], True)  # warm-up
     load0 = os.getloadavg()
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, threads={args.threads}, beam {args.beam_size}, "
@@ -112,7 +102,7 @@ def main() -> None:
         res = {}
         for batched in order:
             t, wall, cpu = asr_only(audio, batched)
-            step_wall, _ = whole_step(audio, batched)
+            step_wall = audio_step(ext, audio, batched_min_s=1.0 if batched else None)
             res[batched] = (t, wall, cpu, step_wall)
         for batched in (False, True):
             t, wall, cpu, step_wall = res[batched]

@@ -48,6 +48,19 @@ def _reset_memos(prosody) -> None:
             setattr(prosody, k, LastClipMemo())
 
 
+def audio_step(ext, audio: np.ndarray, concurrent: bool = True, batched_min_s: float | None = None) -> float:
+    """Wall seconds of one clip's audio step as ``extract-cues`` runs it (ASR, prosody ``measure(words)``,
+    ``lld``) on ``ext`` (a ``CueExtractor``), prosody memos cleared first so no run reuses another's work."""
+    _reset_memos(ext.prosody)
+    ext.concurrent_prosody = concurrent
+    ext.asr.batched_min_s = batched_min_s
+    t0 = time.perf_counter()
+    transcript = ext._transcribe_priming_prosody(audio)
+    ext.prosody.measure(audio, 16_000, words=getattr(transcript, "words", None))
+    ext.prosody.lld(audio, 16_000)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--short", type=int, default=24, help="number of short clips")
@@ -73,15 +86,7 @@ def main() -> None:
         sets += [("~60 s espeak speech", passages[:1]), ("~2 min espeak speech", [np.concatenate(passages)])]
 
     def step(audio: np.ndarray, new: bool) -> float:
-        _reset_memos(ext.prosody)
-        ext.concurrent_prosody = new
-        ext.asr.batched_min_s = args.batched_min_s if new else None
-        t0 = time.perf_counter()
-        transcript = ext._transcribe_priming_prosody(audio)
-        words = getattr(transcript, "words", None)
-        ext.prosody.measure(audio, 16_000, words=words)
-        ext.prosody.lld(audio, 16_000)
-        return time.perf_counter() - t0
+        return audio_step(ext, audio, concurrent=new, batched_min_s=args.batched_min_s if new else None)
 
     step(short[0], False), step(short[0], True)  # warm-up: first-call costs are not per clip
     load0 = os.getloadavg()

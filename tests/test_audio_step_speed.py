@@ -53,18 +53,22 @@ def test_concurrent_prosody_gives_the_same_cues(extractor, crema_d):
 @pytest.mark.slow
 def test_batched_pipeline_on_long_audio_keeps_word_timestamps(extractor, crema_d):
     audio = np.concatenate([load_audio(p, 16_000) for p in sorted(crema_d.glob("1002_*.mp3"))[:4]])
-    asr = extractor.asr
-    old = asr.batched_min_s
-    try:
-        asr.batched_min_s = 5.0  # the clips are short: lower the threshold to exercise the pipeline
-        t = asr.transcribe(audio, 16_000)
-    finally:
-        asr.batched_min_s = old
+    t = _transcribe_batched(extractor.asr, audio, 5.0)  # the clips are short: a low threshold exercises the pipeline
     assert isinstance(t, Transcript) and t.provenance.params["pipeline"] == "batched"
     words = t.words
     assert len(words) >= 8
     assert all(0 <= w.start_s <= w.end_s <= t.duration_s + 1e-6 for w in words)
     assert [w.start_s for w in words] == sorted(w.start_s for w in words)
+
+
+def _transcribe_batched(asr, audio, min_s: float):
+    """The shared model's transcript with the batched pipeline on from ``min_s`` seconds, setting restored."""
+    old = asr.batched_min_s
+    try:
+        asr.batched_min_s = min_s
+        return asr.transcribe(audio, 16_000)
+    finally:
+        asr.batched_min_s = old
 
 
 def test_voiced_windows_cut_between_chunks_and_fit_30_s():
@@ -90,12 +94,7 @@ def test_batched_pipeline_splits_a_long_voiced_stretch_into_whole_windows(extrac
     asr = extractor.asr
     (chunk,), _ = speech_chunks(audio, asr._vad_options)  # Silero alone: one 49 s stretch
     assert (chunk["end"] - chunk["start"]) / 16_000 > 40
-    old = asr.batched_min_s
-    try:
-        asr.batched_min_s = 30.0
-        t = asr.transcribe(audio, 16_000)
-    finally:
-        asr.batched_min_s = old
+    t = _transcribe_batched(asr, audio, 30.0)
     assert isinstance(t, Transcript) and t.provenance.params["pipeline"] == "batched"
     assert t.provenance.params["windows"] == 2
     assert all(b - a <= 29.0 + 1e-6 for a, b in t.vad_segments)  # the gate's cut when batching
