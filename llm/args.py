@@ -71,6 +71,12 @@ class ScriptArguments:
         default=1.0,
         metadata={"help": "Encoders: learning rate of layer l = lr * decay^(L-l) (1.0 = off); the head keeps lr."},
     )
+    head_learning_rate: Optional[float] = field(
+        default=None,
+        metadata={"help": "Encoders, full fine-tuning: learning rate of the fresh head (pooler, classifier); default: "
+                          "--learning_rate. 12-layer encoders (MPNet) collapsed to the class prior on MELD with one lr "
+                          "for all (bench/RESULTS.md); a larger head lr with a small body lr avoids it."},
+    )
     pooling: str = field(
         default="auto",
         metadata={"help": "Encoders: what the classification head reads. cls = the model's own head (CLS token and "

@@ -83,24 +83,31 @@ def tokenize_split(dataset, tokenizer, script_args, with_labels: bool = True):
     return dataset.map(encode, batched=True, remove_columns=remove, desc="tokenize")
 
 
-def layerwise_param_groups(model, lr: float, decay: float, weight_decay: float) -> list[dict[str, Any]]:
-    """Layer-wise learning-rate decay: embeddings get lr·decay^(L+1), layer l gets lr·decay^(L-l),
-    everything above the encoder (pooler, classifier) keeps lr. Biases/LayerNorm: no weight decay."""
+def layerwise_param_groups(
+    model, lr: float, decay: float, weight_decay: float, head_lr: float | None = None
+) -> list[dict[str, Any]]:
+    """Per-depth learning rates: layer l gets lr·decay^(L-l); embeddings and weights the layers share
+    (MPNet's relative attention bias) get lr·decay^(L+1); the head (pooler, classifier) gets
+    ``head_lr`` (default lr). A fresh head on a pretrained body wants a far larger step than the
+    body: that is what keeps a 12-layer body from being dragged to a constant while the head
+    catches up. Biases/LayerNorm: no weight decay."""
     n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
     layer_re = re.compile(r"\.layers?\.(\d+)\.")
+    body_prefix = getattr(model, "base_model_prefix", "") or "encoder"
     groups: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         m = layer_re.search(name)
-        if m:
-            depth = n_layers - int(m.group(1))
-        elif "embeddings" in name:
-            depth = n_layers + 1
+        in_body = name.split(".", 1)[0] == body_prefix and "pooler" not in name
+        if m and in_body:
+            g_lr = lr * decay ** (n_layers - int(m.group(1)))
+        elif in_body:
+            g_lr = lr * decay ** (n_layers + 1)
         else:
-            depth = 0
+            g_lr = lr if head_lr is None else head_lr
         wd = 0.0 if (p.ndim == 1 or "LayerNorm" in name or "layer_norm" in name) else weight_decay
-        groups.setdefault((lr * decay**depth, wd), []).append(p)
+        groups.setdefault((g_lr, wd), []).append(p)
     return [{"params": ps, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), ps in sorted(groups.items(), key=lambda kv: kv[0])]
 
 
@@ -240,11 +247,12 @@ def prepare_encoder(script_args, model_args, training_args, dataset_dict, classe
         return probs
 
     trainer_kwargs: dict[str, Any] = {}
-    if script_args.layerwise_lr_decay != 1.0:
+    head_lr = getattr(script_args, "head_learning_rate", None)
+    if script_args.layerwise_lr_decay != 1.0 or head_lr is not None:
         if script_args.method != "full":
-            raise EncoderInputError("--layerwise_lr_decay applies to full fine-tuning (--method full)")
+            raise EncoderInputError("--layerwise_lr_decay and --head_learning_rate apply to full fine-tuning (--method full)")
         groups = layerwise_param_groups(
-            model, training_args.learning_rate, script_args.layerwise_lr_decay, training_args.weight_decay
+            model, training_args.learning_rate, script_args.layerwise_lr_decay, training_args.weight_decay, head_lr
         )
         # Trainer builds its usual optimizer class from these groups (and its scheduler on top)
         from transformers import Trainer

@@ -116,3 +116,23 @@ def test_batched_options_are_checked():
         cls(batched_min_s=0)
     with pytest.raises(ValueError, match="batch_size"):
         cls(batch_size=0)
+
+
+def test_opensmile_prepare_runs_both_passes_once_for_measure(crema_d):
+    """Beside ASR, ``prepare`` runs the LLD and the functionals pass; ``measure`` and ``lld`` of the
+    same clip reuse them (the functionals pass used to run after ASR, alone on one core)."""
+    from textualize.audio_cues.prosody_opensmile import OpenSmileProsody
+
+    backend = OpenSmileProsody()
+    calls = {"lld": 0, "func": 0}
+    lld, func = backend._compute_lld, backend._compute_func
+    backend._compute_lld = lambda x: (calls.__setitem__("lld", calls["lld"] + 1), lld(x))[1]
+    backend._compute_func = lambda x: (calls.__setitem__("func", calls["func"] + 1), func(x))[1]
+    audio = load_audio(crema_d / "1002_DFA_ANG_XX.mp3", 16_000)
+    backend.prepare(audio)
+    assert calls == {"lld": 1, "func": 1}
+    cues = backend.measure(audio)
+    backend.lld(audio)
+    assert calls == {"lld": 1, "func": 1}
+    assert isinstance(cues, ProsodyCues) and cues.functionals
+    backend.prepare(np.zeros(100, np.float32))  # too short / silent: nothing to prepare, no error

@@ -199,6 +199,35 @@ def test_tiny_random_bert_layerwise_lr_decay_groups(tiny_bert):
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+def test_tiny_random_bert_head_learning_rate_applies_to_pooler_and_classifier_only(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    from llm.encoder import layerwise_param_groups
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    groups = layerwise_param_groups(model, 1e-5, 1.0, 0.01, head_lr=1e-3)
+    by_param = {id(p): g["lr"] for g in groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        expected = 1e-3 if (name.startswith("classifier") or ".pooler." in name) else 1e-5
+        assert by_param[id(p)] == pytest.approx(expected), name
+
+
+def test_tiny_random_mpnet_shared_attention_bias_is_not_taken_for_the_head():
+    """MPNet's relative_attention_bias sits in the body outside any layer: it gets the bottom rate."""
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    from llm.encoder import layerwise_param_groups
+
+    config = MPNetConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, num_labels=3)
+    model = MPNetForSequenceClassification(config)
+    groups = layerwise_param_groups(model, 1e-4, 0.5, 0.0, head_lr=1e-2)
+    by_name = {n: g["lr"] for g in groups for n, p in model.named_parameters() if any(p is q for q in g["params"])}
+    bias = next(n for n in by_name if "relative_attention_bias" in n)
+    assert by_name[bias] == pytest.approx(1e-4 * 0.5**3)
+    assert by_name["classifier.out_proj.weight"] == pytest.approx(1e-2)
+
+
 def test_future_context_follows_the_dialogue_order():
     from datasets import Dataset
 

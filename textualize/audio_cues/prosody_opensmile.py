@@ -52,6 +52,7 @@ class OpenSmileProsody:
         self._func_smile = None
         self._version = ""
         self._lld_memo = sr.LastClipMemo()  # measure() and lld() of one clip share one LLD pass
+        self._func_memo = sr.LastClipMemo()  # prepare() (beside ASR) and measure() share one functionals pass
         self._smiles()
 
     def _smiles(self):
@@ -87,6 +88,32 @@ class OpenSmileProsody:
         end = df.index.get_level_values("end").total_seconds().to_numpy()
         return list(df.columns), (start + end) / 2.0, df.to_numpy(dtype=np.float64)
 
+    def _run_func(self, audio16k: np.ndarray):
+        return self._func_memo.get(audio16k, self._compute_func)
+
+    def _compute_func(self, audio16k: np.ndarray):
+        _, func_smile = self._smiles()
+        try:
+            return func_smile.process_signal(audio16k, sr.TARGET_SR)
+        except Exception as e:
+            raise ValueError(f"openSMILE functionals failed: {type(e).__name__}: {e}") from None
+
+    def _both_passes(self, x: np.ndarray):
+        """The LLD and functionals passes side by side: openSMILE runs in C through ctypes, which
+        releases the GIL, so the two share the cores (about 2x on 2 cores)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="opensmile-func") as pool:
+            func_future = pool.submit(self._run_func, x)
+            lld = self._run_lld(x)
+            return lld, func_future.result()
+
+    def prepare(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> None:
+        """Both word-independent openSMILE passes of a clip, kept for ``measure``/``lld`` of the same
+        audio. Extraction runs this beside ASR; on long audio the functionals pass used to run after
+        ASR, alone on one core, for as long as the LLD pass (bench/RESULTS.md, audio step)."""
+        x = sr.as_mono_16k(audio, sample_rate)
+        if sr.missing_reason(x) is None and x.size >= LLD_MIN_SAMPLES:
+            self._both_passes(x)
+
     def lld(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> tuple[list[str], float, np.ndarray]:
         """The 25 eGeMAPSv02 LLDs at a 10 ms hop (unvoiced frames 0 in ``*_sma3nz`` columns)."""
         x = sr.as_mono_16k(audio, sample_rate)
@@ -102,16 +129,7 @@ class OpenSmileProsody:
         missing = sr.missing_reason(x)
         if missing is not None:
             return missing
-        # the functionals pass runs beside the LLD pass: openSMILE runs in C through ctypes, which
-        # releases the GIL, so the two passes share the cores (about 2x on 2 cores)
-        _, func_smile = self._smiles()
-        with ThreadPoolExecutor(1) as pool:
-            func_future = pool.submit(func_smile.process_signal, x, sr.TARGET_SR)
-            names, times, values = self._run_lld(x)
-            try:
-                func = func_future.result()
-            except Exception as e:
-                raise ValueError(f"openSMILE functionals failed: {type(e).__name__}: {e}") from None
+        (names, times, values), func = self._both_passes(x)
         col = {n: values[:, i] for i, n in enumerate(names)}
         f0 = col[F0]
         voiced = f0 > 0
