@@ -10,9 +10,8 @@ the same process with the same loaded model, alternating which goes first:
   windows one after the other, each conditioned on the previous window's text) and batched
   (``batched_min_s`` set: the gate's voiced chunks grouped into windows of at most 30 s, decoded
   ``--batch-size`` windows per call, word timestamps from one alignment call per batch);
-- the whole audio step (ASR with prosody's word-independent passes beside it, then
-  ``measure(words)`` and ``lld``), as ``extract-cues`` runs it, with each ASR path, twice: with only
-  openSMILE's LLD pass beside ASR (old) and with both its passes (``prepare``, new);
+- the whole audio step (ASR with openSMILE's one pass (LLDs + functionals) beside it, then ``measure(words)`` and
+  ``lld``), as ``extract-cues`` runs it, with each ASR path;
 - word error rate of each transcript against the passage text (Whisper's EnglishTextNormalizer),
   and the median gap between a word's start on the two paths (nearest same word in time).
 
@@ -95,27 +94,24 @@ def main() -> None:
     load0 = os.getloadavg()
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, threads={args.threads}, beam {args.beam_size}, "
           f"batch {args.batch_size}; load average at start {load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f}")
-    print("| input | audio s | path | ASR s | ASR × RT | ASR CPU s | step s, LLD primed (old) | step s, both passes "
-          "primed (new) | step × RT old → new | WER vs text |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| input | audio s | path | ASR s | ASR × RT | ASR CPU s | audio step s | step × RT | WER vs text |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for i, (n, audio, ref) in enumerate(inputs):
         seconds = audio.size / 16_000
         order = (False, True) if i % 2 == 0 else (True, False)
         res = {}
         for batched in order:
             t, wall, cpu = asr_only(audio, batched)
-            step_old = audio_step(ext, audio, batched_min_s=1.0 if batched else None, prime_functionals=False)
             step_wall = audio_step(ext, audio, batched_min_s=1.0 if batched else None)
-            res[batched] = (t, wall, cpu, step_old, step_wall)
+            res[batched] = (t, wall, cpu, step_wall)
         for batched in (False, True):
-            t, wall, cpu, step_old, step_wall = res[batched]
+            t, wall, cpu, step_wall = res[batched]
             name = "batched (new)" if batched else "sequential (old)"
             windows = t.provenance.params.get("windows", "") if batched else ""
             print(f"| {n} voice(s) | {seconds:.1f} | {name}{f', {windows} windows' if windows else ''} | {wall:.2f} | "
-                  f"{seconds / wall:.1f} | {cpu:.2f} | {step_old:.2f} | {step_wall:.2f} | "
-                  f"{seconds / step_old:.1f} → {seconds / step_wall:.1f} | {wer(ref, t.text):.3f} |")
+                  f"{seconds / wall:.1f} | {cpu:.2f} | {step_wall:.2f} | {seconds / step_wall:.1f} | {wer(ref, t.text):.3f} |")
         print(f"|   | | batched vs sequential: WER {wer(res[False][0].text, res[True][0].text):.3f}, median word-start "
-              f"gap {start_gap_s(res[False][0], res[True][0]):.3f} s | | | | | | | |")
+              f"gap {start_gap_s(res[False][0], res[True][0]):.3f} s | | | | | | |")
     load1 = os.getloadavg()
     print(f"load average at end {load1[0]:.1f} / {load1[1]:.1f} / {load1[2]:.1f}")
 

@@ -48,25 +48,17 @@ def _reset_memos(prosody) -> None:
             setattr(prosody, k, LastClipMemo())
 
 
-def audio_step(ext, audio: np.ndarray, concurrent: bool = True, batched_min_s: float | None = None,
-               prime_functionals: bool = True) -> float:
+def audio_step(ext, audio: np.ndarray, concurrent: bool = True, batched_min_s: float | None = None) -> float:
     """Wall seconds of one clip's audio step as ``extract-cues`` runs it (ASR, prosody ``measure(words)``,
-    ``lld``) on ``ext`` (a ``CueExtractor``), prosody memos cleared first so no run reuses another's work.
-    ``prime_functionals=False`` replays the step before openSMILE had ``prepare``: only the LLD pass
-    beside ASR, the functionals pass after it."""
+    ``lld``) on ``ext`` (a ``CueExtractor``), prosody memos cleared first so no run reuses another's work."""
     _reset_memos(ext.prosody)
     ext.concurrent_prosody = concurrent
     ext.asr.batched_min_s = batched_min_s
-    if not prime_functionals and hasattr(ext.prosody, "prepare"):
-        ext.prosody.prepare = ext.prosody.lld  # instance attribute: shadows the method for this run
-    try:
-        t0 = time.perf_counter()
-        transcript = ext._transcribe_priming_prosody(audio)
-        ext.prosody.measure(audio, 16_000, words=getattr(transcript, "words", None))
-        ext.prosody.lld(audio, 16_000)
-        return time.perf_counter() - t0
-    finally:
-        vars(ext.prosody).pop("prepare", None)
+    t0 = time.perf_counter()
+    transcript = ext._transcribe_priming_prosody(audio)
+    ext.prosody.measure(audio, 16_000, words=getattr(transcript, "words", None))
+    ext.prosody.lld(audio, 16_000)
+    return time.perf_counter() - t0
 
 
 def main() -> None:

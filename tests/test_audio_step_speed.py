@@ -118,21 +118,38 @@ def test_batched_options_are_checked():
         cls(batch_size=0)
 
 
-def test_opensmile_prepare_runs_both_passes_once_for_measure(crema_d):
-    """Beside ASR, ``prepare`` runs the LLD and the functionals pass; ``measure`` and ``lld`` of the
-    same clip reuse them (the functionals pass used to run after ASR, alone on one core)."""
+def test_opensmile_prepare_runs_one_pass_for_measure_and_lld(crema_d):
+    """Beside ASR, ``prepare`` runs openSMILE once for both levels; ``measure`` and ``lld`` of the
+    same clip reuse it (the functionals used to be a second pass, after ASR, alone on one core)."""
     from textualize.audio_cues.prosody_opensmile import OpenSmileProsody
 
     backend = OpenSmileProsody()
-    calls = {"lld": 0, "func": 0}
-    lld, func = backend._compute_lld, backend._compute_func
-    backend._compute_lld = lambda x: (calls.__setitem__("lld", calls["lld"] + 1), lld(x))[1]
-    backend._compute_func = lambda x: (calls.__setitem__("func", calls["func"] + 1), func(x))[1]
+    calls = []
+    both = backend._compute_both
+    backend._compute_both = lambda x: (calls.append(x.size), both(x))[1]
     audio = load_audio(crema_d / "1002_DFA_ANG_XX.mp3", 16_000)
     backend.prepare(audio)
-    assert calls == {"lld": 1, "func": 1}
     cues = backend.measure(audio)
     backend.lld(audio)
-    assert calls == {"lld": 1, "func": 1}
-    assert isinstance(cues, ProsodyCues) and cues.functionals
+    assert calls == [audio.size]
+    assert isinstance(cues, ProsodyCues) and len(cues.functionals) == 88
     backend.prepare(np.zeros(100, np.float32))  # too short / silent: nothing to prepare, no error
+    assert len(calls) == 1
+
+
+def test_opensmile_one_pass_equals_the_two_single_level_runs(crema_d):
+    """The two-sink pass gives exactly what ``opensmile.Smile`` gives level by level."""
+    from textualize.audio_cues.prosody_opensmile import OpenSmileProsody
+
+    backend = OpenSmileProsody()
+    audio = load_audio(crema_d / "1002_DFA_ANG_XX.mp3", 16_000)
+    (names, times, values), functionals = backend._compute_both(audio)
+    lld_smile, func_smile = backend._smiles()
+    lld = lld_smile.process_signal(audio, 16_000)
+    func = func_smile.process_signal(audio, 16_000)
+    assert names == list(lld.columns) and list(functionals) == list(func.columns)
+    np.testing.assert_allclose(values, lld.to_numpy(), rtol=1e-6, atol=1e-9)
+    start = lld.index.get_level_values("start").total_seconds().to_numpy()
+    end = lld.index.get_level_values("end").total_seconds().to_numpy()
+    np.testing.assert_allclose(times, (start + end) / 2, atol=1e-6)
+    np.testing.assert_allclose(list(functionals.values()), func.iloc[0].to_numpy(), rtol=1e-6, atol=1e-9)

@@ -1,12 +1,13 @@
 """Prosody from openSMILE's eGeMAPSv02 (Eyben et al. 2016), the field's standard parameter set.
 
-openSMILE runs once per clip for the low-level descriptors (10 ms frames) and once for the 88
-clip-level functionals; windows are slices of the LLD frames, so windowing costs no extra pass.
+openSMILE runs once per clip and hands back both the low-level descriptors (10 ms frames) and the
+88 clip-level functionals, through the two external sinks of the package's multi-level output
+config (one pass, not one per level); windows are slices of the LLD frames, so windowing costs no
+extra pass.
 Unvoiced frames are 0 in eGeMAPS' ``*_sma3nz`` descriptors; statistics use voiced frames only.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 import math
 
 import numpy as np
@@ -51,8 +52,7 @@ class OpenSmileProsody:
         self._lld_smile = None
         self._func_smile = None
         self._version = ""
-        self._lld_memo = sr.LastClipMemo()  # measure() and lld() of one clip share one LLD pass
-        self._func_memo = sr.LastClipMemo()  # prepare() (beside ASR) and measure() share one functionals pass
+        self._pass_memo = sr.LastClipMemo()  # prepare() (beside ASR), measure() and lld() share one pass
         self._smiles()
 
     def _smiles(self):
@@ -76,43 +76,79 @@ class OpenSmileProsody:
         return self._lld_smile, self._func_smile
 
     def _run_lld(self, audio16k: np.ndarray):
-        return self._lld_memo.get(audio16k, self._compute_lld)
-
-    def _compute_lld(self, audio16k: np.ndarray):
-        lld_smile, _ = self._smiles()
-        try:
-            df = lld_smile.process_signal(audio16k, sr.TARGET_SR)
-        except Exception as e:
-            raise ValueError(f"openSMILE failed on {audio16k.size} samples: {type(e).__name__}: {e}") from None
-        start = df.index.get_level_values("start").total_seconds().to_numpy()
-        end = df.index.get_level_values("end").total_seconds().to_numpy()
-        return list(df.columns), (start + end) / 2.0, df.to_numpy(dtype=np.float64)
+        return self._one_pass(audio16k)[0]
 
     def _run_func(self, audio16k: np.ndarray):
-        return self._func_memo.get(audio16k, self._compute_func)
+        return self._one_pass(audio16k)[1]
 
-    def _compute_func(self, audio16k: np.ndarray):
-        _, func_smile = self._smiles()
+    def _one_pass(self, audio16k: np.ndarray):
+        return self._pass_memo.get(audio16k, self._compute_both)
+
+    def _compute_both(self, audio16k: np.ndarray):
+        """LLDs ``(names, frame centres s, values)`` and functionals ``{name: value}`` from one run of
+        the eGeMAPSv02 config. ``opensmile.Smile`` reads one level per run, so asking it for both
+        levels ran the whole LLD graph twice; the package ships a two-sink output config
+        (``standard_external_data_output_multi``) for exactly this, fed here the way ``Smile``
+        feeds its single sink (16-bit PCM, same options)."""
+        import os
+
+        from opensmile.core.config import config as smile_config
+        from opensmile.core.lib import OpenSMILE
+
+        lld_smile, _ = self._smiles()
+        root = lld_smile.default_config_root
+        options = {
+            "source": os.path.join(root, smile_config.EXTERNAL_INPUT_CONFIG),
+            "sampleRate": sr.TARGET_SR,
+            "nBits": 16,
+            "sink": os.path.join(root, smile_config.EXTERNAL_OUTPUT_MULTI_CONFIG),
+            "sinkLevelLLD": "lld",
+            "sinkLevelFunc": "func",
+            "bufferModeRbConf": os.path.join(root, "shared/BufferModeRb.conf.inc"),
+            "frameModeFunctionalsConf": os.path.join(root, "shared/FrameModeFunctionals.conf.inc"),
+        }
+        rows: dict[str, list] = {"extsinklld": [], "extsinkfunc": []}
+        spans: list[tuple[float, float]] = []
+
+        def collect(sink):
+            def callback(data, meta):
+                rows[sink].append(np.array(data, dtype=np.float64).ravel())
+                if sink == "extsinklld":
+                    spans.append((meta.time, meta.time + meta.lengthSec))
+            return callback
+
+        pcm = np.clip(np.asarray(audio16k, np.float64) * 32768.0, -32768, 32767).astype(np.int16)
+        smile = OpenSMILE()
         try:
-            return func_smile.process_signal(audio16k, sr.TARGET_SR)
+            smile.initialize(config_file=lld_smile.config_path, options=options, loglevel=0, log_file="", debug=False)
+            names = {sink: [smile.external_sink_get_element_name(sink, i)
+                            for i in range(smile.external_sink_get_num_elements(sink))] for sink in rows}
+            for sink in rows:
+                smile.external_sink_set_callback_ex(sink, collect(sink))
+            smile.external_audio_source_write_data(smile_config.EXTERNAL_SOURCE_COMPONENT, bytes(pcm))
+            smile.external_audio_source_set_eoi(smile_config.EXTERNAL_SOURCE_COMPONENT)
+            smile.run()
         except Exception as e:
-            raise ValueError(f"openSMILE functionals failed: {type(e).__name__}: {e}") from None
-
-    def _both_passes(self, x: np.ndarray):
-        """The LLD and functionals passes side by side: openSMILE runs in C through ctypes, which
-        releases the GIL, so the two share the cores (about 2x on 2 cores)."""
-        with ThreadPoolExecutor(1, thread_name_prefix="opensmile-func") as pool:
-            func_future = pool.submit(self._run_func, x)
-            lld = self._run_lld(x)
-            return lld, func_future.result()
+            raise ValueError(f"openSMILE failed on {audio16k.size} samples: {type(e).__name__}: {e}") from None
+        finally:
+            smile.free()
+        if not rows["extsinkfunc"]:
+            raise ValueError(f"openSMILE gave no functionals for {audio16k.size} samples (clip too short)")
+        n_lld = len(names["extsinklld"])
+        values = np.vstack(rows["extsinklld"]) if rows["extsinklld"] else np.zeros((0, n_lld))
+        if spans:  # as Smile's frame index: the first frame starts at 0, the last ends at the signal's end
+            spans[0] = (0.0, spans[0][1])
+            spans[-1] = (spans[-1][0], audio16k.size / sr.TARGET_SR)
+        times = np.array([(a + b) / 2.0 for a, b in spans], dtype=np.float64)
+        functionals = dict(zip(names["extsinkfunc"], (float(v) for v in rows["extsinkfunc"][0])))
+        return (names["extsinklld"], times, values), functionals
 
     def prepare(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> None:
-        """Both word-independent openSMILE passes of a clip, kept for ``measure``/``lld`` of the same
-        audio. Extraction runs this beside ASR; on long audio the functionals pass used to run after
-        ASR, alone on one core, for as long as the LLD pass (bench/RESULTS.md, audio step)."""
+        """The word-independent openSMILE pass of a clip, kept for ``measure``/``lld`` of the same
+        audio; extraction runs this beside ASR."""
         x = sr.as_mono_16k(audio, sample_rate)
         if sr.missing_reason(x) is None and x.size >= LLD_MIN_SAMPLES:
-            self._both_passes(x)
+            self._one_pass(x)
 
     def lld(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> tuple[list[str], float, np.ndarray]:
         """The 25 eGeMAPSv02 LLDs at a 10 ms hop (unvoiced frames 0 in ``*_sma3nz`` columns)."""
@@ -129,7 +165,7 @@ class OpenSmileProsody:
         missing = sr.missing_reason(x)
         if missing is not None:
             return missing
-        (names, times, values), func = self._both_passes(x)
+        (names, times, values), functionals = self._one_pass(x)
         col = {n: values[:, i] for i, n in enumerate(names)}
         f0 = col[F0]
         voiced = f0 > 0
@@ -181,7 +217,6 @@ class OpenSmileProsody:
 
         clip = span(0.0, duration)
         windows = [span(a, b) for a, b in time_windows(duration, self.window_s, self.hop_s)]
-        functionals = {str(k): float(v) for k, v in func.iloc[0].items()}
         return ProsodyCues(
             clip=clip,
             windows=windows,
