@@ -144,7 +144,11 @@ def test_opensmile_one_pass_equals_the_two_single_level_runs(crema_d):
     backend = OpenSmileProsody()
     audio = load_audio(crema_d / "1002_DFA_ANG_XX.mp3", 16_000)
     (names, times, values), functionals = backend._compute_both(audio)
-    lld_smile, func_smile = backend._smiles()
+    import opensmile
+
+    lld_smile = backend._smile()
+    func_smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                 feature_level=opensmile.FeatureLevel.Functionals)
     lld = lld_smile.process_signal(audio, 16_000)
     func = func_smile.process_signal(audio, 16_000)
     assert names == list(lld.columns) and list(functionals) == list(func.columns)

@@ -138,8 +138,9 @@ class CueExtractor:
                 self.detector = FACE_DETECTORS.get(config.detector)(device=device)
 
     def _transcribe_priming_prosody(self, audio: np.ndarray) -> Any:
-        """ASR, with the prosody backend's word-independent analysis (openSMILE's LLD pass, pYIN,
-        Praat's pitch/pulses) running beside it in a thread: both run in native code that releases
+        """ASR, with the prosody backend's word-independent analysis (openSMILE's one pass for LLDs
+        and functionals, pYIN, Praat's pitch/pulses) running beside it in a thread: both run in
+        native code that releases
         the GIL, so on 2 cores the prosody pass hides behind Whisper. The backend keeps that pass
         for the clip (``LastClipMemo``), so ``measure(words=...)`` afterwards reuses it; the
         results are the same as run one after the other. A failure while priming is left for

@@ -50,13 +50,13 @@ class OpenSmileProsody:
         self.window_s = float(window_s)
         self.hop_s = float(hop_s)
         self._lld_smile = None
-        self._func_smile = None
         self._version = ""
         self._pass_memo = sr.LastClipMemo()  # prepare() (beside ASR), measure() and lld() share one pass
-        self._smiles()
+        self._smile()
 
-    def _smiles(self):
-        """The two ``opensmile.Smile`` objects, built once per instance (building costs ~0.5-1 s)."""
+    def _smile(self):
+        """The LLD-level ``opensmile.Smile`` (config paths, feature names), built once per instance
+        (building costs ~0.5-1 s); the extraction itself runs both levels in ``_compute_both``."""
         if self._lld_smile is None:
             try:
                 import opensmile
@@ -68,18 +68,11 @@ class OpenSmileProsody:
                 feature_set=opensmile.FeatureSet.eGeMAPSv02,
                 feature_level=opensmile.FeatureLevel.LowLevelDescriptors,
             )
-            self._func_smile = opensmile.Smile(
-                feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                feature_level=opensmile.FeatureLevel.Functionals,
-            )
             self._version = opensmile.__version__
-        return self._lld_smile, self._func_smile
+        return self._lld_smile
 
     def _run_lld(self, audio16k: np.ndarray):
         return self._one_pass(audio16k)[0]
-
-    def _run_func(self, audio16k: np.ndarray):
-        return self._one_pass(audio16k)[1]
 
     def _one_pass(self, audio16k: np.ndarray):
         return self._pass_memo.get(audio16k, self._compute_both)
@@ -95,7 +88,7 @@ class OpenSmileProsody:
         from opensmile.core.config import config as smile_config
         from opensmile.core.lib import OpenSMILE
 
-        lld_smile, _ = self._smiles()
+        lld_smile = self._smile()
         root = lld_smile.default_config_root
         options = {
             "source": os.path.join(root, smile_config.EXTERNAL_INPUT_CONFIG),
@@ -154,7 +147,7 @@ class OpenSmileProsody:
         """The 25 eGeMAPSv02 LLDs at a 10 ms hop (unvoiced frames 0 in ``*_sma3nz`` columns)."""
         x = sr.as_mono_16k(audio, sample_rate)
         if x.size < LLD_MIN_SAMPLES:  # openSMILE would return one NaN row with a warning
-            names = list(self._smiles()[0].feature_names)
+            names = list(self._smile().feature_names)
             return names, LLD_HOP_S, np.zeros((0, len(names)), np.float32)
         names, _, values = self._run_lld(x)
         return names, LLD_HOP_S, np.nan_to_num(values, nan=0.0).astype(np.float32)
