@@ -42,7 +42,7 @@ def _sets(n_emodb: int):
     shared = Path(os.environ.get("TEXTUALIZE_SHARED", REPO.parent / "shared"))
     out = []
     emodb = sorted((shared / "data" / "emodb").glob("*.wav"))
-    if emodb:
+    if emodb and n_emodb > 0:
         step = max(1, len(emodb) // n_emodb)
         out.append((f"{n_emodb} EmoDB clips", [load_audio(p, 16_000) for p in emodb[::step][:n_emodb]]))
     out.append(("12 CREMA-D demo clips", [load_audio(p, 16_000) for p in sorted(fetch_demo_corpus().iterdir())]))
@@ -81,7 +81,7 @@ class _Timed:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--emodb", type=int, default=24)
+    ap.add_argument("--emodb", type=int, default=24, help="EmoDB clips from ../shared (0: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--window", action="store_true", help="also the one-decode-per-pack variant")
     ap.add_argument("--no-espeak", action="store_true", help="skip the espeak-ng sentences")
