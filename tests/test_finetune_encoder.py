@@ -269,11 +269,15 @@ def test_refuses_a_dataset_without_labels_or_splits(tiny_bert, tmp_path, capsys)
     assert code == 2 and "not a dataset folder" in err
 
 
-def test_refuses_unknown_model_names_and_encoder_only_options(toy_dataset, tiny_bert, tmp_path, capsys):
+def test_refuses_unknown_model_names_and_encoder_only_options(toy_dataset, tiny_bert, tmp_path, capsys, monkeypatch):
     code, err = cli(["--dataset", toy_dataset, "--output_dir", tmp_path / "r", "--model", "no-such-model"], capsys)
     assert code == 2 and "not a known model name" in err and "minilm-l6-bert" in err
     code, err = cli(["--dataset", toy_dataset, "--output_dir", tmp_path / "r", "--model", tiny_bert, "--method", "qlora"], capsys)
     assert code == 2 and "decoder" in err
+    import huggingface_hub.constants
+
+    # offline as this machine is, without a minute of connection retries: the same OSError branch
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     code, err = cli(["--dataset", toy_dataset, "--output_dir", tmp_path / "r", "--model", "nobody/not-cached-model"], capsys)
     assert code == 2 and "cannot load" in err
 
