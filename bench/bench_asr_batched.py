@@ -10,8 +10,8 @@ the same process with the same loaded model, alternating which goes first:
   windows one after the other, each conditioned on the previous window's text) and batched
   (``batched_min_s`` set: the gate's voiced chunks grouped into windows of at most 30 s, decoded
   ``--batch-size`` windows per call, word timestamps from one alignment call per batch);
-- the whole audio step (ASR with openSMILE's one pass (LLDs + functionals) beside it, then ``measure(words)`` and
-  ``lld``), as ``extract-cues`` runs it, with each ASR path;
+- the whole audio step (ASR with openSMILE's one pass for LLDs and functionals beside it, then
+  ``measure(words)`` and ``lld``), as ``extract-cues`` runs it, with each ASR path;
 - word error rate of each transcript against the passage text (Whisper's EnglishTextNormalizer),
   and the median gap between a word's start on the two paths (nearest same word in time).
 

@@ -93,7 +93,7 @@ def layerwise_param_groups(
     catches up. Biases/LayerNorm: no weight decay."""
     n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
     layer_re = re.compile(r"\.layers?\.(\d+)\.")
-    body_prefix = getattr(model, "base_model_prefix", "") or "encoder"
+    body_prefix = getattr(model, "base_model_prefix", "")
     groups: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -147,6 +147,8 @@ def mean_pooling_classifier(encoder, num_labels: int, dropout: float):
     from transformers.modeling_outputs import SequenceClassifierOutput
 
     class MeanPoolingClassifier(torch.nn.Module):
+        base_model_prefix = "encoder"  # as transformers' models name their body (layerwise_param_groups)
+
         def __init__(self):
             super().__init__()
             self.encoder = encoder

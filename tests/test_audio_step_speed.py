@@ -139,13 +139,13 @@ def test_opensmile_prepare_runs_one_pass_for_measure_and_lld(crema_d):
 
 def test_opensmile_one_pass_equals_the_two_single_level_runs(crema_d):
     """The two-sink pass gives exactly what ``opensmile.Smile`` gives level by level."""
+    import opensmile
+
     from textualize.audio_cues.prosody_opensmile import OpenSmileProsody
 
     backend = OpenSmileProsody()
     audio = load_audio(crema_d / "1002_DFA_ANG_XX.mp3", 16_000)
     (names, times, values), functionals = backend._compute_both(audio)
-    import opensmile
-
     lld_smile = backend._smile()
     func_smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                                  feature_level=opensmile.FeatureLevel.Functionals)

@@ -222,7 +222,8 @@ def test_tiny_random_mpnet_shared_attention_bias_is_not_taken_for_the_head():
                          intermediate_size=32, num_labels=3)
     model = MPNetForSequenceClassification(config)
     groups = layerwise_param_groups(model, 1e-4, 0.5, 0.0, head_lr=1e-2)
-    by_name = {n: g["lr"] for g in groups for n, p in model.named_parameters() if any(p is q for q in g["params"])}
+    by_param = {id(p): g["lr"] for g in groups for p in g["params"]}
+    by_name = {n: by_param[id(p)] for n, p in model.named_parameters()}
     bias = next(n for n in by_name if "relative_attention_bias" in n)
     assert by_name[bias] == pytest.approx(1e-4 * 0.5**3)
     assert by_name["classifier.out_proj.weight"] == pytest.approx(1e-2)

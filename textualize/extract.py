@@ -140,10 +140,9 @@ class CueExtractor:
     def _transcribe_priming_prosody(self, audio: np.ndarray) -> Any:
         """ASR, with the prosody backend's word-independent analysis (openSMILE's one pass for LLDs
         and functionals, pYIN, Praat's pitch/pulses) running beside it in a thread: both run in
-        native code that releases
-        the GIL, so on 2 cores the prosody pass hides behind Whisper. The backend keeps that pass
-        for the clip (``LastClipMemo``), so ``measure(words=...)`` afterwards reuses it; the
-        results are the same as run one after the other. A failure while priming is left for
+        native code that releases the GIL, so on 2 cores the prosody pass hides behind Whisper. The
+        backend keeps that pass for the clip (``LastClipMemo``), so ``measure(words=...)`` afterwards
+        reuses it; the results are the same as run one after the other. A failure while priming is left for
         ``measure`` to raise with its own message."""
         if not self.concurrent_prosody:
             return self.asr.transcribe(audio, 16_000)

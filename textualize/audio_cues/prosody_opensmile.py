@@ -71,9 +71,6 @@ class OpenSmileProsody:
             self._version = opensmile.__version__
         return self._lld_smile
 
-    def _run_lld(self, audio16k: np.ndarray):
-        return self._one_pass(audio16k)[0]
-
     def _one_pass(self, audio16k: np.ndarray):
         return self._pass_memo.get(audio16k, self._compute_both)
 
@@ -140,7 +137,7 @@ class OpenSmileProsody:
         """The word-independent openSMILE pass of a clip, kept for ``measure``/``lld`` of the same
         audio; extraction runs this beside ASR."""
         x = sr.as_mono_16k(audio, sample_rate)
-        if sr.missing_reason(x) is None and x.size >= LLD_MIN_SAMPLES:
+        if sr.missing_reason(x) is None:  # MIN_DURATION_S also keeps it above LLD_MIN_SAMPLES
             self._one_pass(x)
 
     def lld(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR) -> tuple[list[str], float, np.ndarray]:
@@ -149,7 +146,7 @@ class OpenSmileProsody:
         if x.size < LLD_MIN_SAMPLES:  # openSMILE would return one NaN row with a warning
             names = list(self._smile().feature_names)
             return names, LLD_HOP_S, np.zeros((0, len(names)), np.float32)
-        names, _, values = self._run_lld(x)
+        names, _, values = self._one_pass(x)[0]
         return names, LLD_HOP_S, np.nan_to_num(values, nan=0.0).astype(np.float32)
 
     def measure(self, audio: np.ndarray, sample_rate: int = sr.TARGET_SR,
