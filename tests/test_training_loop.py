@@ -97,6 +97,17 @@ def test_parse_args_config_file_and_overrides(tmp_path):
         parse_args([_Args], ["--config", str(cfg)])
 
 
+def test_bf16_flag_on_a_cpu_only_machine_means_cpu_autocast(tmp_path, monkeypatch):
+    import textualize.training as training
+    from transformers import TrainingArguments
+
+    monkeypatch.setattr(training, "_no_accelerator", lambda: True)
+    (t,) = parse_args([TrainingArguments], ["--output_dir", str(tmp_path), "--bf16", "true", "--report_to", "none"])
+    assert t.bf16 and t.use_cpu and t.device.type == "cpu"
+    (t,) = parse_args([TrainingArguments], ["--output_dir", str(tmp_path), "--use_cpu", "false", "--report_to", "none"])
+    assert not t.use_cpu  # an explicit flag still wins
+
+
 def test_training_works_even_if_autograd_was_left_disabled(tmp_path):
     from transformers import TrainingArguments
 
