@@ -51,12 +51,13 @@ if __package__ in (None, ""):  # `python llm/finetune.py` / `accelerate launch l
 from transformers import TrainingArguments  # noqa: E402
 
 from llm.args import ModelArguments, ScriptArguments, split_list  # noqa: E402
+from textualize.training import SelectsOnlyWhenEvaluating  # noqa: E402
 
 logger = logging.getLogger("llm.finetune")
 
 
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
+class FinetuneTrainingArguments(SelectsOnlyWhenEvaluating, TrainingArguments):
     """transformers' TrainingArguments with defaults for this task (every one can be overridden)."""
 
     output_dir: Optional[str] = field(default=None, metadata={"help": "Run folder: model, checkpoints, run.json, predictions/ (required)."})
@@ -319,8 +320,6 @@ def configure(script_args, model_args, training_args) -> None:
 
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin to (avoids a warning per loader)
-    if training_args.eval_strategy == "no" or str(getattr(training_args.eval_strategy, "value", "")) == "no":
-        training_args.load_best_model_at_end = False
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

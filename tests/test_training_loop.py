@@ -108,6 +108,22 @@ def test_bf16_flag_on_a_cpu_only_machine_means_cpu_autocast(tmp_path, monkeypatc
     assert not t.use_cpu  # an explicit flag still wins
 
 
+def test_no_evaluation_turns_best_checkpoint_selection_off_instead_of_failing(tmp_path):
+    from transformers import TrainingArguments
+
+    from textualize.training import SelectsOnlyWhenEvaluating
+
+    @dataclass
+    class _T(SelectsOnlyWhenEvaluating, TrainingArguments):
+        load_best_model_at_end: bool = True
+
+    base = ["--output_dir", str(tmp_path), "--report_to", "none", "--save_strategy", "steps", "--save_steps", "5"]
+    (t,) = parse_args([_T], [*base, "--eval_strategy", "no"])
+    assert not t.load_best_model_at_end
+    (t,) = parse_args([_T], [*base, "--eval_strategy", "steps", "--eval_steps", "5"])
+    assert t.load_best_model_at_end
+
+
 def test_training_works_even_if_autograd_was_left_disabled(tmp_path):
     from transformers import TrainingArguments
 

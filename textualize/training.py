@@ -81,6 +81,17 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
     return tuple(parsed[: len(dataclass_types)])  # the rest is the namespace holding --config
 
 
+class SelectsOnlyWhenEvaluating:
+    """Mixin for ``TrainingArguments`` subclasses whose ``load_best_model_at_end`` defaults to true:
+    with ``--eval_strategy no`` there is nothing to select from, so selection turns off instead of
+    failing transformers' check that the save and eval strategies match."""
+
+    def __post_init__(self) -> None:
+        if str(getattr(self.eval_strategy, "value", self.eval_strategy)) == "no":
+            self.load_best_model_at_end = False
+        super().__post_init__()
+
+
 def _no_accelerator() -> bool:
     """True when torch sees no CUDA, XPU or MPS device (``Trainer`` would pick the CPU)."""
     import torch

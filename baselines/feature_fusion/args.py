@@ -13,6 +13,8 @@ from typing import Optional
 
 from transformers import TrainingArguments
 
+from textualize.training import SelectsOnlyWhenEvaluating
+
 AGGREGATES = ("vote", "mean_probs", "mean_logits")
 
 
@@ -61,7 +63,7 @@ class FeatureArguments:
 
 
 @dataclass
-class FeatureTrainingArguments(TrainingArguments):
+class FeatureTrainingArguments(SelectsOnlyWhenEvaluating, TrainingArguments):
     """``TrainingArguments`` with defaults that suit small feature models (all overridable)."""
 
     output_dir: Optional[str] = field(default=None, metadata={"help": "Run folder (run.json, predictions/, checkpoints)."})
