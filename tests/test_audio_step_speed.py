@@ -1,6 +1,6 @@
 """The faster audio step: prosody primed beside ASR gives the same cues as one after the other;
-faster-whisper's batched pipeline (opt-in, off by default) still gives words with timestamps, and
-long voiced stretches are cut into windows that fit Whisper's 30 s."""
+faster-whisper's batched pipeline (on by default from 60 s, greedy) still gives words with
+timestamps, and long voiced stretches are cut into windows that fit Whisper's 30 s."""
 from __future__ import annotations
 
 import math
@@ -55,6 +55,7 @@ def test_batched_pipeline_on_long_audio_keeps_word_timestamps(extractor, crema_d
     audio = np.concatenate([load_audio(p, 16_000) for p in sorted(crema_d.glob("1002_*.mp3"))[:4]])
     t = _transcribe_batched(extractor.asr, audio, 5.0)  # the clips are short: a low threshold exercises the pipeline
     assert isinstance(t, Transcript) and t.provenance.params["pipeline"] == "batched"
+    assert t.provenance.params["beam_size"] == 1  # the default on the batched path: greedy
     words = t.words
     assert len(words) >= 8
     assert all(0 <= w.start_s <= w.end_s <= t.duration_s + 1e-6 for w in words)
@@ -109,7 +110,9 @@ def test_batched_options_are_checked():
     from textualize.extract import CueExtractor, ExtractConfig
     from textualize.registry import ASR_BACKENDS
 
-    assert CueExtractor(ExtractConfig(visual=False, asr_batched_min_s=60)).asr.batched_min_s == 60.0
+    asr = CueExtractor(ExtractConfig(visual=False, asr_batched_min_s=90, asr_batched_beam_size=2)).asr
+    assert (asr.batched_min_s, asr.batched_beam_size) == (90.0, 2)
+    assert CueExtractor(ExtractConfig(visual=False, asr_batched_min_s=None)).asr.batched_min_s is None
 
     cls = ASR_BACKENDS.get("faster-whisper")
     with pytest.raises(ValueError, match="batched_min_s"):

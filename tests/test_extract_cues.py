@@ -237,12 +237,22 @@ def _config_from_cli(monkeypatch, tmp_path, *options):
 
 
 def test_batched_asr_on_long_audio_is_a_cache_key_and_reaches_the_backend(monkeypatch, tmp_path):
-    """--asr-batched-min-s changes transcripts (windows not conditioned on each other), so it is part
-    of the audio part's key; left unset, keys made before the option existed stay valid."""
+    """Long audio through the batched pipeline (greedy there) is the default; it changes transcripts
+    (windows not conditioned on each other), so its threshold and beam are part of the audio part's
+    key; turned off, or with a backend without that pipeline, keys made before it existed stay valid."""
     from textualize.extract import ExtractConfig, part_keys
 
-    base = part_keys("ab" * 32, ExtractConfig())
-    batched = part_keys("ab" * 32, ExtractConfig(asr_batched_min_s=60))
-    assert batched["audio"] != base["audio"] and batched["visual"] == base["visual"]
-    assert "asr_batched_min_s" not in ExtractConfig().part_params()["audio"]
+    default = part_keys("ab" * 32, ExtractConfig())
+    off = part_keys("ab" * 32, ExtractConfig(asr_batched_min_s=None))
+    beam5 = part_keys("ab" * 32, ExtractConfig(asr_batched_beam_size=None))
+    assert len({default["audio"], off["audio"], beam5["audio"]}) == 3
+    assert default["visual"] == off["visual"] == beam5["visual"]
+    assert ExtractConfig().part_params()["audio"]["asr_batched_beam_size"] == 1
+    assert ExtractConfig(asr_batched_beam_size=None, beam_size=3).part_params()["audio"]["asr_batched_beam_size"] == 3
+    assert "asr_batched_min_s" not in ExtractConfig(asr_batched_min_s=None).part_params()["audio"]
+    assert "asr_batched_min_s" not in ExtractConfig(asr="openai-whisper").part_params()["audio"]
+    cli_default = _config_from_cli(monkeypatch, tmp_path)
+    assert (cli_default.asr_batched_min_s, cli_default.asr_batched_beam_size) == (60.0, 1)
+    cli_off = _config_from_cli(monkeypatch, tmp_path, "--asr-batched-min-s", "0", "--asr-batched-beam-size", "0")
+    assert (cli_off.asr_batched_min_s, cli_off.asr_batched_beam_size) == (None, None)
     assert _config_from_cli(monkeypatch, tmp_path, "--asr-batched-min-s", "60").asr_batched_min_s == 60.0

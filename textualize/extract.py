@@ -57,11 +57,23 @@ class ExtractConfig:
     save_sequences: bool = True
     asr_pack_short_clips: bool = False  # short clips share Whisper encoder windows (audio_cues/asr_packing.py)
     # audio at least this long (s) goes through faster-whisper's batched pipeline: windows decoded
-    # side by side, not conditioned on the previous window's text; None: never (asr_faster_whisper.py)
-    asr_batched_min_s: float | None = None
+    # side by side, not conditioned on the previous window's text; None: never (asr_faster_whisper.py).
+    # On by default for long audio, greedy there: the audio step then runs at 31x real time on 2 CPU
+    # cores (beam 5: 17-20x) at a word error rate 0.01-0.03 higher (bench/RESULTS.md, long audio)
+    asr_batched_min_s: float | None = 60.0
+    asr_batched_beam_size: int | None = 1  # beam size on the batched path; None: beam_size
     # speed/memory only, so not in the cache keys (a GPU worker takes larger batches):
     face_batch_size: int = 4  # sampled frames per face-detector call
-    asr_batch_size: int | None = None  # faster-whisper's batched pipeline (long audio, opt-in); None: backend default
+    asr_batch_size: int | None = None  # windows per call on faster-whisper's batched path (long audio); None: backend default
+
+    def batched_beam_size(self) -> int:
+        return int(self.beam_size if self.asr_batched_beam_size is None else self.asr_batched_beam_size)
+
+    def asr_batches(self) -> bool:
+        """Whether long audio takes the batched path: set, and the ASR backend has one."""
+        from textualize.registry import ASR_BACKENDS
+
+        return self.asr_batched_min_s is not None and getattr(ASR_BACKENDS.get(self.asr), "batched_pipeline", False)
 
     def part_params(self) -> dict[str, dict[str, Any]]:
         """Parameters of each requested part: audio (transcript + prosody) and visual (face).
@@ -78,8 +90,9 @@ class ExtractConfig:
                 from textualize.audio_cues.asr_packing import PACK_VERSION
 
                 parts["audio"]["asr_pack"] = PACK_VERSION
-            if self.asr_batched_min_s is not None:  # likewise: caches made without it keep their keys
+            if self.asr_batches():  # off: the keys of caches made before it existed
                 parts["audio"]["asr_batched_min_s"] = float(self.asr_batched_min_s)
+                parts["audio"]["asr_batched_beam_size"] = self.batched_beam_size()
             # a prosody backend that measures more (its ``version``) redoes the audio part only
             parts["audio"]["prosody_version"] = getattr(PROSODY_BACKENDS.get(self.prosody), "version", 1)
         if self.visual:
@@ -125,8 +138,8 @@ class CueExtractor:
         self.asr = self.prosody = self.au = self.detector = None
         if config.audio:
             batch = {"batch_size": config.asr_batch_size} if config.asr_batch_size else {}
-            if config.asr_batched_min_s is not None:
-                batch["batched_min_s"] = float(config.asr_batched_min_s)
+            if config.asr_batches():
+                batch.update(batched_min_s=float(config.asr_batched_min_s), batched_beam_size=config.batched_beam_size())
             self.asr = ASR_BACKENDS.get(config.asr)(
                 model=config.asr_model, device=device, language=config.language, beam_size=config.beam_size, **batch
             )

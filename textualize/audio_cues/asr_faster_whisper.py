@@ -138,6 +138,7 @@ class FasterWhisperASR:
     """Whisper via CTranslate2: int8 on CPU, word timestamps, Silero VAD filter."""
 
     name = "faster-whisper"
+    batched_pipeline = True  # long audio can take BatchedInferencePipeline (ExtractConfig.asr_batched_min_s)
     _MODEL_KWARGS = ("cpu_threads", "compute_type", "num_workers", "download_root", "local_files_only")
     _FIXED = ("word_timestamps", "vad_filter", "language", "audio", "vad_parameters")
 
@@ -149,6 +150,7 @@ class FasterWhisperASR:
         # matrix products; chunks are not conditioned on the previous chunk's text). Clips shorter
         # than 30 s (one chunk) gain nothing from it.
         self.batched_min_s = options.pop("batched_min_s", BATCHED_MIN_S)
+        self.batched_beam_size = options.pop("batched_beam_size", None)  # None: the sequential path's beam
         self.batch_size = int(options.pop("batch_size", BATCH_SIZE))
         if self.batched_min_s is not None and not float(self.batched_min_s) > 0:
             raise ValueError(f"batched_min_s must be > 0 s or None (never batch), got {self.batched_min_s!r}")
@@ -237,8 +239,11 @@ class FasterWhisperASR:
                 self._batched = faster_whisper.BatchedInferencePipeline(self.model)
                 allowed = set(inspect.signature(self._batched.transcribe).parameters)
                 self._batched_options = {k: v for k, v in self.transcribe_options.items() if k in allowed}
+                if self.batched_beam_size is not None:
+                    self._batched_options["beam_size"] = int(self.batched_beam_size)
             windows = voiced_windows(chunks)
-            extra.update(pipeline="batched", batch_size=self.batch_size, windows=len(windows))
+            extra.update(pipeline="batched", batch_size=self.batch_size, windows=len(windows),
+                         beam_size=self._batched_options.get("beam_size", DEFAULT_BEAM_SIZE))
             # the voiced audio joined up, as on the sequential path, cut into windows at chunk
             # boundaries; each window decoded on its own (no previous-text conditioning), batch_size
             # windows per encoder/decoder call
