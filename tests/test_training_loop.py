@@ -138,3 +138,24 @@ def test_training_works_even_if_autograd_was_left_disabled(tmp_path):
     finally:
         torch.set_grad_enabled(True)
     assert out.training_loss > 0
+
+
+@pytest.mark.parametrize("config", ["run.yaml", "meld_minilm.yaml", "meld_mpnet.yaml", "meld_smollm2_cls.yaml",
+                                    "meld_smollm2_gen.yaml"])
+def test_shipped_run_configs_parse_into_the_finetune_arguments(tmp_path, config):
+    """The recipes behind the README's figures load as they are: a renamed argument or a YAML
+    surprise (an unquoted ``no`` is false) fails here, not an hour into someone's run."""
+    from pathlib import Path
+
+    import yaml
+
+    from llm.finetune import ALL_ARGUMENTS
+
+    path = Path(__file__).resolve().parents[1] / "llm" / "configs" / config
+    script, model, train = parse_args(ALL_ARGUMENTS, ["--config", str(path), "--output_dir", str(tmp_path), "--report_to", "none"])
+    values = yaml.safe_load(path.read_text())
+    parsed = {**vars(script), **vars(model), **vars(train)}
+    for key, value in values.items():
+        got = parsed[key]
+        got = getattr(got, "value", got)  # enums (eval_strategy ...)
+        assert str(got) == str(value) or got == value, (key, got, value)
