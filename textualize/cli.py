@@ -245,6 +245,8 @@ def build_dataset_cmd(
     asr: str = typer.Option("faster-whisper", help="ASR backend."),
     asr_model: Optional[str] = typer.Option(None, help="ASR model (size name, hub id or folder); default: bundled Whisper tiny.en."),
     beam_size: int = typer.Option(5, help="Whisper beam size (1 = greedy)."),
+    asr_batched_min_s: float = typer.Option(60.0, help="Audio at least this long (s) takes faster-whisper's batched pipeline (0 = never)."),
+    asr_batched_beam_size: int = typer.Option(1, help="Whisper beam size on the batched path (0 = same as --beam-size)."),
     prosody: str = typer.Option("opensmile", help="Prosody backend."),
     au: str = typer.Option("mediapipe", help="AU backend."),
     fps: float = typer.Option(5.0, help="Sampled video frames per second."),
@@ -298,6 +300,8 @@ def build_dataset_cmd(
         converter_config=_load_mapping(converter_config),
         speaker_normalisation=speaker_norm, executor=engine, executor_options=engine_options,
         extract=ExtractConfig(asr=asr, asr_model=asr_model, beam_size=beam_size, prosody=prosody, au=au, fps=fps,
+                              asr_batched_min_s=asr_batched_min_s if asr_batched_min_s > 0 else None,
+                              asr_batched_beam_size=asr_batched_beam_size if asr_batched_beam_size > 0 else None,
                               openface_dir=str(openface_dir) if openface_dir else None),
     )
     try:
