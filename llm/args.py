@@ -37,9 +37,11 @@ class ScriptArguments:
         default=512, metadata={"help": "Truncate inputs to this many tokens (padding is dynamic, per batch)."}
     )
     class_weighting: str = field(
-        default="balanced",
-        metadata={"help": "balanced (class-weighted cross-entropy) | sampler (class-balanced sampling) | none.",
-                  "choices": ["balanced", "sampler", "none"]},
+        default="auto",
+        metadata={"help": "balanced (class-weighted cross-entropy) | sampler (class-balanced sampling) | none | auto "
+                          "(default: none when selecting on weighted_f1 or accuracy, which weight classes by their "
+                          "frequency; balanced for macro_f1 or uar, which weight every class alike).",
+                  "choices": ["auto", "balanced", "sampler", "none"]},
     )
     early_stopping_patience: Optional[int] = field(
         default=3, metadata={"help": "Stop after this many evaluations without a better selection metric (0/None: off)."}
@@ -61,11 +63,12 @@ class ScriptArguments:
     )
     fold: Optional[int] = field(default=None, metadata={"help": "Run only this fold (0-based); default: all folds."})
     predict_splits: str = field(default="validation,test", metadata={"help": "Comma list of splits to predict after training."})
-    future_turns: int = field(
-        default=0,
+    future_turns: str = field(
+        default="auto",
         metadata={"help": "Encoders on dialogue corpora: add the next N utterances of the same dialogue (from the "
                           "dataset's own rows, ids '...dia{D}_utt{U}') as a second segment, so the model sees past, "
-                          "target and future turns (EmoBERTa-style). Truncation cuts the future first."},
+                          "target and future turns (EmoBERTa-style). Truncation cuts the future first. auto (default): "
+                          "2 when most train rows are dialogue turns (MELD), else 0."},
     )
     layerwise_lr_decay: float = field(
         default=1.0,

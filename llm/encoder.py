@@ -21,6 +21,7 @@ import numpy as np
 from llm.parts import RunParts, parameter_counts
 
 DIALOGUE_ID = re.compile(r"^(?P<dialogue>.*dia\d+)_utt(?P<utt>\d+)$")
+AUTO_FUTURE_TURNS = 2
 KEEP_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
@@ -58,18 +59,46 @@ def future_context(dataset, n_turns: int) -> list[str]:
     return [" ".join(words[r] for r in nxt.get(row, [])) for row in range(len(ids))]
 
 
+def dialogue_ids_share(dataset) -> float:
+    """Share of rows whose id names a dialogue turn (``…dia{D}_utt{U}``) and that carry the
+    ``transcript``/``speaker`` columns future turns are read from (0.0 when a column is missing)."""
+    if any(c not in dataset.column_names for c in ("id", "transcript", "speaker")) or len(dataset) == 0:
+        return 0.0
+    ids = dataset["id"]
+    return sum(bool(DIALOGUE_ID.match(str(i))) for i in ids) / len(ids)
+
+
+def resolve_future_turns(requested, dd, family: str) -> int:
+    """``--future_turns auto``: AUTO_FUTURE_TURNS for encoders on a dialogue corpus (most train
+    rows are ``…dia{D}_utt{U}`` turns with transcripts), else 0: the turns after an utterance
+    (EmoBERTa's past + future input) are what the MELD runs in bench/RESULTS.md were measured with.
+    A number is kept as given."""
+    if requested is None or str(requested).strip().lower() == "auto":
+        if family != "encoder":
+            return 0
+        split = dd["train"] if "train" in dd else next(iter(dd.values()))
+        return AUTO_FUTURE_TURNS if dialogue_ids_share(split) >= 0.9 else 0
+    try:
+        n = int(requested)
+    except (TypeError, ValueError):
+        raise EncoderInputError(f"--future_turns must be 'auto' or a number of turns >= 0, got {requested!r}") from None
+    if n < 0:
+        raise EncoderInputError(f"--future_turns must be >= 0, got {n}")
+    return n
+
+
 def tokenize_split(dataset, tokenizer, script_args, with_labels: bool = True):
     """input_ids/attention_mask(/token_type_ids), labels and length; other columns dropped."""
     field = script_args.text_field
     if field not in dataset.column_names:
         raise EncoderInputError(f"dataset has no '{field}' column (has: {', '.join(dataset.column_names)}); set --text_field")
-    second = future_context(dataset, script_args.future_turns) if script_args.future_turns > 0 else None
-    if second is not None:
-        dataset = dataset.add_column("_future", second)
+    second = int(script_args.future_turns) > 0
+    if second and "_future" not in dataset.column_names:  # callers with lone clips pass their own ("")
+        dataset = dataset.add_column("_future", future_context(dataset, int(script_args.future_turns)))
 
     def encode(batch):
         texts = [str(t) for t in batch[field]]
-        if second is not None:
+        if second:
             pairs = [f or "(end of the conversation)" for f in batch["_future"]]
             enc = tokenizer(texts, pairs, truncation="longest_first", max_length=script_args.max_length)
         else:

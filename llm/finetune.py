@@ -1,7 +1,8 @@
 """Fine-tune a text model on textualized prompts and predict: BERT-family or LLaMA-family.
 
-    # defaults: MiniLM-L6 BERT (offline), full fine-tuning, class-weighted loss, selection on
-    # validation weighted F1, length-grouped dynamic padding; then predictions for validation/test
+    # defaults: MiniLM-L6 BERT (offline), full fine-tuning, mean pooling, lr 1e-4, 4 epochs, the loss
+    # weighting that fits the selection metric (none for validation weighted F1), the next 2 turns on
+    # dialogue corpora, length-grouped dynamic padding; then predictions for validation/test
     python llm/finetune.py --dataset data/meld --output_dir runs/meld-minilm
     accelerate launch --config_file llm/configs/cpu.yaml llm/finetune.py --dataset data/meld --output_dir runs/meld-minilm
 
@@ -61,8 +62,12 @@ class FinetuneTrainingArguments(SelectsOnlyWhenEvaluating, TrainingArguments):
     """transformers' TrainingArguments with defaults for this task (every one can be overridden)."""
 
     output_dir: Optional[str] = field(default=None, metadata={"help": "Run folder: model, checkpoints, run.json, predictions/ (required)."})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (early stopping may end sooner)."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (after warmup)."})
+    num_train_epochs: float = field(default=4.0, metadata={"help": "Epochs (early stopping may end sooner)."})
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "Peak learning rate (after warmup). Default: the offline MiniLM-L6's best on MELD (run C in "
+                          "bench/RESULTS.md); 12-layer encoders want --head_learning_rate (llm/configs/meld_mpnet.yaml)."},
+    )
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
     warmup_steps: float = field(default=0.1, metadata={"help": "Warmup steps, or a fraction of all steps when < 1."})
@@ -313,6 +318,12 @@ def configure(script_args, model_args, training_args) -> None:
         raise FinetuneError(f"--aggregate must be one of {AGGREGATES}")
     if script_args.method == "qlora":
         model_args.load_in_4bit = True
+    from textualize.training import resolve_class_weighting
+
+    try:
+        script_args.class_weighting = resolve_class_weighting(script_args.class_weighting, script_args.selection_metric)
+    except ValueError as exc:
+        raise FinetuneError(str(exc)) from None
     if training_args.metric_for_best_model in (None, "selection"):
         training_args.metric_for_best_model = f"eval_{script_args.selection_metric}"
         training_args.greater_is_better = True
@@ -333,6 +344,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
     zero_shot = script_args.method == "zero-shot"
     dd, classes = load_dataset_dir(script_args.dataset)
     family = pick_family(script_args, model_args)
+    from llm.encoder import EncoderInputError, resolve_future_turns
+
+    try:
+        script_args.future_turns = resolve_future_turns(script_args.future_turns, dd, family)
+    except EncoderInputError as exc:
+        raise FinetuneError(str(exc)) from None
     config = {
         "script": dataclasses.asdict(script_args),
         "model": dataclasses.asdict(model_args),

@@ -103,7 +103,7 @@ def test_tiny_random_bert_predictions_keep_row_order(tiny_bert, tmp_path):
 
     data = save_toy(tmp_path / "data", splits=(("train", 24), ("validation", 9), ("test", 70)))
     out = run(["--dataset", data, "--output_dir", tmp_path / "run", "--model", tiny_bert, *FAST,
-               "--learning_rate", "1e-2", "--per_device_eval_batch_size", "4"])
+               "--learning_rate", "1e-2", "--per_device_eval_batch_size", "4", "--future_turns", "0"])
     rows = [json.loads(x) for x in (out / "predictions" / "test.jsonl").read_text().splitlines()]
     ds = load_from_disk(str(data))["test"]
     assert [r["id"] for r in rows] == ds["id"]
@@ -113,6 +113,39 @@ def test_tiny_random_bert_predictions_keep_row_order(tiny_bert, tmp_path):
         for r, text in zip(rows, ds["text"]):
             p = torch.softmax(model(**tok(text, return_tensors="pt")).logits, -1)[0].numpy()
             assert np.allclose([r["probs"][c] for c in CLASSES], p, atol=1e-4)
+
+
+def test_future_turns_auto_takes_two_on_dialogue_corpora_only():
+    from datasets import Dataset, DatasetDict
+
+    from llm.encoder import EncoderInputError, resolve_future_turns
+
+    dialogue = DatasetDict({"train": Dataset.from_list(toy_rows("train", 12))})
+    clips = DatasetDict({"train": Dataset.from_list([{**r, "id": f"clip{i}"} for i, r in enumerate(toy_rows("train", 12))])})
+    assert resolve_future_turns("auto", dialogue, "encoder") == 2
+    assert resolve_future_turns("auto", clips, "encoder") == 0
+    assert resolve_future_turns("auto", dialogue, "decoder") == 0  # decoders read the chat messages
+    assert resolve_future_turns("auto", DatasetDict({"train": dialogue["train"].remove_columns("transcript")}), "encoder") == 0
+    assert resolve_future_turns(3, clips, "encoder") == 3 and resolve_future_turns("1", dialogue, "encoder") == 1
+    with pytest.raises(EncoderInputError, match="future_turns"):
+        resolve_future_turns("next", dialogue, "encoder")
+
+
+def test_lone_clips_tokenize_with_the_end_of_conversation_marker(tiny_bert):
+    """`textualize predict` on a run trained with future turns: a lone clip has no next turns, so it
+    gets the marker the last turn of a dialogue was trained with, not a dialogue-id error."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from llm.encoder import tokenize_split
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert))
+    rows = Dataset.from_list([{"id": "p0", "text": "Target utterance", "transcript": "hi", "speaker": "", "_future": "",
+                               "label_id": -100}])
+    enc = tokenize_split(rows, tok, SimpleNamespace(text_field="text", future_turns=2, max_length=64), with_labels=False)
+    assert tok.decode(enc[0]["input_ids"], skip_special_tokens=True).endswith("( end of the conversation )")
 
 
 def test_tiny_random_bert_resumes_from_its_last_checkpoint(tiny_bert, toy_dataset, tmp_path):
@@ -126,6 +159,8 @@ def test_tiny_random_bert_resumes_from_its_last_checkpoint(tiny_bert, toy_datase
     info = read_run(out).info
     assert info["training"]["resumed_from"].endswith("checkpoint-2")
     assert info["training"]["global_step"] == 4
+    # the defaults are recorded resolved: dialogue ids -> 2 future turns; weighted-F1 selection -> no weighting
+    assert info["config"]["script"]["future_turns"] == 2 and info["config"]["script"]["class_weighting"] == "none"
     fresh = run([*base, "--max_steps", "2", "--output_dir", tmp_path / "run2", "--resume_from_checkpoint", "no"])
     assert read_run(fresh).info["training"]["resumed_from"] is None
 

@@ -45,6 +45,17 @@ def _data(n, seed):
     return x, y
 
 
+@pytest.mark.parametrize("metric, expected", [("weighted_f1", "none"), ("eval_accuracy", "none"),
+                                              ("macro_f1", "balanced"), ("eval_uar", "balanced")])
+def test_auto_class_weighting_matches_the_selection_metric(metric, expected):
+    from textualize.training import resolve_class_weighting
+
+    assert resolve_class_weighting("auto", metric) == expected
+    assert resolve_class_weighting("sampler", metric) == "sampler"  # an explicit choice is kept
+    with pytest.raises(ValueError, match="class_weighting"):
+        resolve_class_weighting("inverse", metric)
+
+
 @pytest.mark.parametrize("weighting", ["balanced", "sampler", "none"])
 def test_tiny_random_model_trains_selects_on_weighted_f1_and_writes_run(tmp_path, weighting):
     from transformers import TrainingArguments

@@ -368,9 +368,13 @@ class TextPredictor:
         return {"text": text, "messages": messages, "fragments": fragments, "normalisation": norm}
 
     def _rows(self, prompts: Sequence[dict]) -> list[dict]:
-        return [{"id": f"p{k}", "label": "", "label_id": -100, "split": "predict", "text": p["text"],
+        rows = [{"id": f"p{k}", "label": "", "label_id": -100, "split": "predict", "text": p["text"],
                  "messages": p["messages"], "transcript": p["fragments"].get("transcript", ""), "speaker": ""}
                 for k, p in enumerate(prompts)]
+        if self.family == "encoder" and int(getattr(self.script, "future_turns", 0) or 0) > 0:
+            for r in rows:  # a lone clip's next turns are unknown: the marker the last turn of a dialogue gets
+                r["_future"] = ""
+        return rows
 
     def predict_prompts(self, prompts: Sequence[dict]) -> np.ndarray:
         """Class probabilities ``(n, classes)`` through the family's own prepare/predict path.

@@ -28,7 +28,7 @@ class FeatureArguments:
     eval_hop: Optional[int] = field(default=None, metadata={"help": "Hop of the overlapping inference windows (default: hop)."})
     aggregate: str = field(default="mean_probs", metadata={"help": f"Frames -> sample (and rows -> clip) decision: {', '.join(AGGREGATES)}."})
     standardize: bool = field(default=True, metadata={"help": "z-score each stream dimension with training-split statistics (masked frames excluded)."})
-    class_weighting: str = field(default="balanced", metadata={"help": "balanced (weighted loss), sampler or none."})
+    class_weighting: str = field(default="balanced", metadata={"help": "balanced (weighted loss), sampler, none or auto (none when selecting on weighted F1 or accuracy, balanced on macro F1 or UAR; the text trainer's default). The feature figures in README were measured with balanced."})
     early_stopping_patience: int = field(default=8, metadata={"help": "Epochs without a better validation score before stopping (0 = off)."})
     # model sizes shared by lfan / early / late
     tcn_channels: str = field(default="64,64", metadata={"help": "TCN channels per level (dilation doubles per level)."})

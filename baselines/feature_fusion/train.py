@@ -190,7 +190,7 @@ def train_once(spec, fargs, targs, margs, run_dir: Path, split_ids: dict[str, li
     import torch
 
     from eval.calibration import apply_temperature, brier_score, expected_calibration_error, fit_temperature, negative_log_likelihood
-    from textualize.training import Stopwatch, build_trainer, finish_run, last_checkpoint, write_split_predictions
+    from textualize.training import Stopwatch, build_trainer, finish_run, resolve_class_weighting, last_checkpoint, write_split_predictions
 
     sw = Stopwatch()
     targs = dataclasses.replace(targs, output_dir=str(run_dir)) if str(run_dir) != targs.output_dir else targs
@@ -214,7 +214,8 @@ def train_once(spec, fargs, targs, margs, run_dir: Path, split_ids: dict[str, li
         compute_metrics = spec.compute_metrics(args, classes, val)  # per sample, as reported
     trainer = build_trainer(
         model, targs, datasets["train"], val, spec.collator(args), classes,
-        train_label_ids=train_label_ids, class_weighting=fargs.class_weighting,
+        train_label_ids=train_label_ids,
+        class_weighting=resolve_class_weighting(fargs.class_weighting, targs.metric_for_best_model),
         early_stopping_patience=fargs.early_stopping_patience or None, compute_metrics=compute_metrics,
     )
     resume = last_checkpoint(run_dir) if fargs.resume else None
