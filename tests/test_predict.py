@@ -102,6 +102,35 @@ def test_tiny_random_text_and_lfan_runs_reproduce_their_test_predictions(runs, c
     assert audio_only["face"] is False and "no_video_track" in audio_only["face_reason"]
 
 
+def test_tiny_random_text_only_run_predicts_clips_without_voice_statistics(runs, crema_d, tmp_path):
+    """A text-only dataset (as MELD's gold-transcript builds) fits no voice statistics; predicting a
+    clip must render the run's transcript-only prompt, not fail describing prosody it never showed."""
+    from datasets import load_from_disk
+
+    from eval.predictions import read_run
+    from llm.finetune import main as train_text
+    from textualize.build import BuildConfig, build_dataset
+    from textualize.extract import ExtractConfig
+    from textualize.predict import PredictConfig, load_predictor, predict_paths
+
+    ds = tmp_path / "text_only"
+    build_dataset(BuildConfig(dataset="manifest", root=str(runs["tmp"] / "manifest.csv"), out=str(ds), modalities=("text",),
+                              speaker_normalisation=False, tokenizer=None, cues_dir=str(runs["dataset"] / "cues"),
+                              extract=ExtractConfig(beam_size=1, fps=2.0)), progress=False, log=lambda *a, **k: None)
+    (ds / "norm_stats.json").unlink(missing_ok=True)  # as a gold-transcript build (MELD) has none: no audio was read
+    run = tmp_path / "run"
+    train_text(["--dataset", str(ds), "--model", str(runs["tmp"] / "tiny_random_bert"), "--output_dir", str(run),
+                "--num_train_epochs", "1", "--eval_strategy", "no", "--save_strategy", "no", "--predict_splits", "test",
+                "--report_to", "none", "--max_length", "64", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"])
+    res = predict_paths(_test_clips(crema_d), [load_predictor(run)], PredictConfig(out=tmp_path / "pred", progress=False))
+    assert not res["failures"], res["failures"]
+    prompts = dict(zip(*(load_from_disk(str(ds))["test"][c] for c in ("id", "text"))))
+    saved = read_run(run).predictions("test")
+    for r, result in zip(res["rows"], res["results"]):
+        assert result["details"][0]["prompt"] == prompts[r["id"]]
+        np.testing.assert_allclose([r["probs"][c] for c in saved.classes], saved.probs[saved.ids.index(r["id"])], atol=2e-4)
+
+
 def test_tiny_random_ensemble_spread_plot_resume_and_failures(runs, crema_d, tmp_path):
     """Two members: mean probabilities, spread; a folder with a broken file: the failure is
     recorded with its reason and a rerun predicts only what is missing."""

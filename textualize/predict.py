@@ -360,12 +360,23 @@ class TextPredictor:
 
         sample = Sample(id=clip.clip_id, label="", split="predict", media_path=clip.media.path, speaker=speaker,
                         start_s=start_s, end_s=end_s)
-        fragments = textualize_sample(sample, clip, self.tconfig, self.ctx.norm_stats)
+        fragments = textualize_sample(sample, self._used_cues(clip), self.tconfig, self.ctx.norm_stats)
         text = self.template.render_text(fragments, self.modalities, self.classes)
         messages = self.template.render_chat(fragments, self.modalities, self.classes)
         known = speaker is not None and self.ctx.norm_stats is not None and str(speaker) in self.ctx.norm_stats.speakers
         norm = ("speaker's own training statistics" if known else "training-split statistics (unknown speaker)")
         return {"text": text, "messages": messages, "fragments": fragments, "normalisation": norm}
+
+    def _used_cues(self, clip):
+        """Only the cue kinds the run's prompts carry: a text-only run (MELD, gold transcripts) has
+        no voice statistics to describe prosody against, and its prompts never showed any."""
+        from textualize.cues import ClipCues
+
+        if not isinstance(clip, ClipCues):
+            return clip
+        return {"transcript": clip.transcript,
+                "prosody": clip.prosody if "voice" in self.modalities else None,
+                "face": clip.face if "face" in self.modalities else None}
 
     def _rows(self, prompts: Sequence[dict]) -> list[dict]:
         rows = [{"id": f"p{k}", "label": "", "label_id": -100, "split": "predict", "text": p["text"],
