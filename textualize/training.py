@@ -35,8 +35,7 @@ FREQUENCY_WEIGHTED_METRICS = ("weighted_f1", "accuracy")
 def resolve_class_weighting(requested: str, selection_metric: str) -> str:
     """``auto`` -> the loss that matches the selection metric: no weighting for metrics that weight
     classes by their frequency (weighted F1, accuracy), where a weighted loss trades majority-class
-    hits for rare-class ones; ``balanced`` for metrics that count every class alike (macro F1, UAR).
-    On MELD dev MiniLM-L6 gained weighted F1 without weighting (bench/RESULTS.md, runs A-C)."""
+    hits for rare-class ones; ``balanced`` for metrics that count every class alike (macro F1, UAR)."""
     if requested != "auto":
         if requested not in CLASS_WEIGHTINGS:
             raise ValueError(f"class_weighting must be auto or one of {CLASS_WEIGHTINGS}, got {requested!r}")

@@ -190,7 +190,7 @@ def train_once(spec, fargs, targs, margs, run_dir: Path, split_ids: dict[str, li
     import torch
 
     from eval.calibration import apply_temperature, brier_score, expected_calibration_error, fit_temperature, negative_log_likelihood
-    from textualize.training import Stopwatch, build_trainer, finish_run, resolve_class_weighting, last_checkpoint, write_split_predictions
+    from textualize.training import Stopwatch, build_trainer, finish_run, last_checkpoint, resolve_class_weighting, write_split_predictions
 
     sw = Stopwatch()
     targs = dataclasses.replace(targs, output_dir=str(run_dir)) if str(run_dir) != targs.output_dir else targs
