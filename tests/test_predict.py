@@ -110,7 +110,7 @@ def test_tiny_random_text_only_run_predicts_clips_without_voice_statistics(runs,
     from eval.predictions import read_run
     from llm.finetune import main as train_text
     from textualize.build import BuildConfig, build_dataset
-    from textualize.extract import ExtractConfig
+    from textualize.extract import ExtractConfig, stored_part_keys
     from textualize.predict import PredictConfig, load_predictor, predict_paths
 
     ds = tmp_path / "text_only"
@@ -122,12 +122,17 @@ def test_tiny_random_text_only_run_predicts_clips_without_voice_statistics(runs,
     train_text(["--dataset", str(ds), "--model", str(runs["tmp"] / "tiny_random_bert"), "--output_dir", str(run),
                 "--num_train_epochs", "1", "--eval_strategy", "no", "--save_strategy", "no", "--predict_splits", "test",
                 "--report_to", "none", "--max_length", "64", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"])
-    res = predict_paths(_test_clips(crema_d), [load_predictor(run)], PredictConfig(out=tmp_path / "pred", progress=False))
+    cues = tmp_path / "fresh_cues"  # not the build's cache: what predict extracts for this run is seen
+    res = predict_paths(_test_clips(crema_d), [load_predictor(run)], PredictConfig(out=tmp_path / "pred", progress=False,
+                                                                                   cues_dir=str(cues)))
     assert not res["failures"], res["failures"]
     prompts = dict(zip(*(load_from_disk(str(ds))["test"][c] for c in ("id", "text"))))
     saved = read_run(run).predictions("test")
     for r, result in zip(res["rows"], res["results"]):
         assert result["details"][0]["prompt"] == prompts[r["id"]]
+        # the face pipeline is not run for prompts that never show a face, and the row says so
+        assert set(stored_part_keys(cues, result["input"].clip_id)) == {"audio"}
+        assert r["face"] is False and r["face_reason"].startswith("not analysed")
         np.testing.assert_allclose([r["probs"][c] for c in saved.classes], saved.probs[saved.ids.index(r["id"])], atol=2e-4)
 
 

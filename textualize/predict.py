@@ -215,6 +215,8 @@ def face_summary(clip) -> dict[str, Any]:
     from textualize.cues import MissingCue
 
     face = clip.face
+    if isinstance(face, MissingCue) and face.reason == "not_requested":
+        return {"face": False, "face_reason": "not analysed: the runs' prompts carry no face cues"}
     if isinstance(face, MissingCue):
         return {"face": False, "face_reason": _missing_reason(face)}
     present = [bool(p) for p in face.face_present]
@@ -366,6 +368,12 @@ class TextPredictor:
         known = speaker is not None and self.ctx.norm_stats is not None and str(speaker) in self.ctx.norm_stats.speakers
         norm = ("speaker's own training statistics" if known else "training-split statistics (unknown speaker)")
         return {"text": text, "messages": messages, "fragments": fragments, "normalisation": norm}
+
+    def extract_config(self):
+        """The dataset's extraction settings, less the parts this run's prompts never show: a
+        text-only run (MELD, gold transcripts) needs the transcript, not the face pipeline."""
+        return dataclasses.replace(self.ctx.extract, audio=self.ctx.extract.audio and bool({"text", "voice"} & set(self.modalities)),
+                                   visual=self.ctx.extract.visual and "face" in self.modalities)
 
     def _used_cues(self, clip):
         """Only the cue kinds the run's prompts carry: a text-only run (MELD, gold transcripts) has
@@ -957,11 +965,13 @@ def predict_paths(paths: Sequence[str | Path], predictors: Sequence[Any], config
     failed: dict[str, str] = {}
     for p in predictors:
         cd = cue_dir_for(p.ctx, config.cues_dir)
-        key = (str(cd), json.dumps(asdict(p.ctx.extract), sort_keys=True))
+        # only the parts the member reads (--faces each tracks faces whatever the members show)
+        extract = p.extract_config() if hasattr(p, "extract_config") and config.faces != "each" else p.ctx.extract
+        key = (str(cd), json.dumps(asdict(extract), sort_keys=True))
         if key not in groups:
             groups[key] = cd
             if inputs:
-                failed.update(extract_cues(inputs, cd, p.ctx.extract, config.workers, config.progress))
+                failed.update(extract_cues(inputs, cd, extract, config.workers, config.progress))
         cue_dirs.append(cd)
     t0 = time.perf_counter()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
