@@ -2,6 +2,7 @@
 
     python -m eval compare runs/text runs/lfan --out reports/meld [--split test] [--level rows|clips|both]
     python -m eval hybrid runs/text runs/lfan --out runs/hybrid
+    python -m eval ensemble runs/minilm-seed42 runs/minilm-seed1 --out runs/minilm-ensemble
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Evaluate textualize runs: side-by-side report, late-fusion hybrid.", no_args_is_help=True,
+app = typer.Typer(help="Evaluate textualize runs: side-by-side report, late-fusion hybrid, ensembles.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 
@@ -122,6 +123,33 @@ def hybrid(
     for split, m in info["metrics"].items():
         rows = m["rows"]
         console.print(f"  {split}: weighted F1 {rows['weighted_f1'] * 100:.1f}, accuracy {rows['accuracy'] * 100:.1f}, n {rows['n']}")
+
+
+@app.command()
+def ensemble(
+    runs: List[Path] = typer.Argument(..., help="Two or more run folders over the same samples (seeds, models, folds)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write (the members' approach, method 'ensemble')."),
+    aggregate: str = typer.Option("mean_probs", help="Clip aggregation when rows are parts of clips."),
+) -> None:
+    """Mean of the runs' probabilities with equal weights (nothing is chosen on any split), written
+    as a run folder that ``compare`` reads like a trained run."""
+    import json
+
+    from eval.ensemble import write_ensemble_run
+    from eval.predictions import PredictionFileError
+
+    try:
+        path = write_ensemble_run(runs, out, aggregate=aggregate)
+    except (PredictionFileError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    info = json.loads((path / "run.json").read_text())
+    size = info["describe"]["parameters"]
+    console.print(f"ensemble run: {path}  ({len(runs)} members" + (f", {size / 1e6:.1f} M parameters in all)" if size else ")"))
+    for split, m in info["metrics"].items():
+        rows = m["rows"]
+        console.print(f"  {split}: weighted F1 {rows['weighted_f1'] * 100:.1f}, macro F1 {rows['macro_f1'] * 100:.1f}, "
+                      f"accuracy {rows['accuracy'] * 100:.1f}, n {rows['n']}")
 
 
 if __name__ == "__main__":

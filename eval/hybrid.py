@@ -42,21 +42,23 @@ class HybridChoice:
     n_validation: int = 0
 
 
-def align(text: Predictions, feature: Predictions, what: str = "") -> tuple[Predictions, Predictions]:
-    """Both runs' rows in the text run's id order, classes in the text run's order; errors say
-    which ids or classes differ."""
+def align(text: Predictions, feature: Predictions, what: str = "",
+          names: tuple[str, str] = ("text", "feature")) -> tuple[Predictions, Predictions]:
+    """Both runs' rows in the first run's id order, classes in its order; errors say which ids or
+    classes differ (``names``: what the two runs are called in them)."""
     where = f" ({what})" if what else ""
+    a, b = names
     if text.probs is None or feature.probs is None:
-        missing = [name for name, p in (("text", text), ("feature", feature)) if p.probs is None]
+        missing = [name for name, p in ((a, text), (b, feature)) if p.probs is None]
         raise HybridError(f"late fusion needs probabilities; the {' and '.join(missing)} run's file{where} has none")
     if set(text.classes) != set(feature.classes):
-        raise HybridError(f"class lists differ{where}: text {text.classes} vs feature {feature.classes}")
+        raise HybridError(f"class lists differ{where}: {a} {text.classes} vs {b} {feature.classes}")
     missing = [i for i in text.ids if i not in set(feature.ids)]
     extra = [i for i in feature.ids if i not in set(text.ids)]
     if missing or extra:
         raise HybridError(
-            f"ids differ{where}: {len(missing)} text ids missing from the feature run (e.g. {missing[:3]}), "
-            f"{len(extra)} feature ids not in the text run (e.g. {extra[:3]})"
+            f"ids differ{where}: {len(missing)} {a} ids missing from the {b} run (e.g. {missing[:3]}), "
+            f"{len(extra)} {b} ids not in the {a} run (e.g. {extra[:3]})"
         )
     f = feature.subset(text.ids)
     if f.classes != text.classes:

@@ -307,6 +307,43 @@ def test_hybrid_run_folder_round_trip_and_refusals(two_runs, tmp_path):
         write_hybrid_run(t, f, tmp_path / "hyb2")
 
 
+def test_ensemble_is_the_equal_mean_of_members_with_clip_files_and_refusals(tmp_path):
+    from typer.testing import CliRunner
+
+    from eval.__main__ import app
+    from eval.ensemble import write_ensemble_run
+
+    rng = np.random.default_rng(4)
+    ids = [f"c{k // 3}_w{k % 3}" for k in range(30)]
+    clips = [i.split("_")[0] for i in ids]
+    gold = np.repeat(rng.integers(0, 4, 10), 3)
+    labels = [CLASSES[g] for g in gold]
+    members = [_write_run(tmp_path / f"seed{s}", "text", ids, labels, _probs(30, 4, s, gold, 1.0), clips=clips) for s in range(3)]
+    # the third member lists its classes in another order and its rows reversed: aligned, not misread
+    p2 = read_run(members[2]).predictions("test")
+    order = [2, 0, 3, 1]
+    _write_run(members[2], "text", ids[::-1], labels[::-1], p2.probs[::-1][:, order], classes=[CLASSES[k] for k in order],
+               clips=clips[::-1])
+    out = write_ensemble_run(members, tmp_path / "ens")
+    info = json.loads((out / "run.json").read_text())
+    assert info["approach"] == "text" and info["describe"]["members"] == 3 and set(info["metrics"]) == {"validation", "test"}
+    got = read_run(out).predictions("test")
+    mean = np.mean([read_run(m).predictions("test").subset(ids).probs[:, [read_run(m).classes.index(c) for c in CLASSES]]
+                    for m in members], axis=0)
+    np.testing.assert_allclose(got.probs, mean, atol=2e-6)
+    assert got.predictions == [CLASSES[k] for k in mean.argmax(1)] and got.clips == clips
+    assert (out / "predictions" / "test.clip.jsonl").exists()
+    # refusals: one member, members over other samples, other gold labels (exit 2 with the reason)
+    _write_run(tmp_path / "other", "text", ids[:20], labels[:20], _probs(20, 4, 9))
+    res = CliRunner().invoke(app, ["ensemble", str(members[0]), str(tmp_path / "other"), "--out", str(tmp_path / "e2")])
+    assert res.exit_code == 2 and "ids differ" in res.output and not (tmp_path / "e2" / "run.json").exists()
+    _write_run(tmp_path / "relabelled", "text", ids, labels[1:] + labels[:1], _probs(30, 4, 8))
+    with pytest.raises(HybridError, match="gold labels differ"):
+        write_ensemble_run([members[0], tmp_path / "relabelled"], tmp_path / "e3")
+    res = CliRunner().invoke(app, ["ensemble", str(members[0]), "--out", str(tmp_path / "e4")])
+    assert res.exit_code == 2 and "at least two members" in res.output
+
+
 # ---------------------------------------------------------------- compare on clip-level rows, ablation
 
 
